@@ -1,0 +1,3 @@
+"""Policy-and-proxy sidecar for AI agents."""
+
+__version__ = "0.1.0"

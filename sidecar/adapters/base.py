@@ -1,0 +1,89 @@
+"""What every LLM adapter offers the server: parse, observe, and speak errors."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from sidecar.call import Call, Provider, Text, Usage
+from sidecar.errors import ErrorKind, SidecarError
+
+
+class StreamObserver(Protocol):
+    """Learns usage and ids from a response stream without holding it."""
+
+    usage: Usage
+
+    def feed(self, chunk: bytes) -> None: ...
+
+
+class Adapter(Protocol):
+    provider: Provider
+
+    def parse(self, path: str, raw: bytes) -> Call: ...
+
+    def error_body(self, error: SidecarError) -> bytes: ...
+
+    def stream_error(self, error: SidecarError) -> bytes: ...
+
+    def usage_from_body(self, path: str, raw: bytes) -> Usage: ...
+
+    def stream_observer(self, path: str) -> StreamObserver: ...
+
+
+def load_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body that must be one JSON object."""
+    if not raw:
+        raise SidecarError(ErrorKind.INVALID_REQUEST, "request body is empty; expected JSON")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(body, dict):
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST,
+            f"request body must be a JSON object, not {type(body).__name__}",
+        )
+    return body
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST, "'model' is required and must be a string", param="model"
+        )
+    return model
+
+
+def stream_flag(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", False)
+    if stream is None:
+        return False
+    if not isinstance(stream, bool):
+        raise SidecarError(ErrorKind.INVALID_REQUEST, "'stream' must be a boolean", param="stream")
+    return stream
+
+
+def int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def content_texts(
+    content: object, channel: str, out: list[Text], text_types: frozenset[str]
+) -> None:
+    """Collect text from a string or a list of typed content parts."""
+    if isinstance(content, str):
+        if content:
+            out.append(Text(channel, content))
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                out.append(Text(channel, part))
+            elif isinstance(part, dict) and part.get("type") in text_types:
+                text = part.get("text")
+                if isinstance(text, str) and text:
+                    out.append(Text(channel, text))

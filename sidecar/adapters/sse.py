@@ -1,0 +1,78 @@
+"""Incremental Server-Sent Events parser in the sans-IO style.
+
+Bytes go in as they arrive from the network, complete events come out; no
+sockets, no buffering beyond the one event still being received. This lets
+the proxy forward every chunk immediately while still learning usage, ids
+and finish reasons from the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event: str  # "" when the stream did not name it ("message" per the spec)
+    data: str
+
+
+class SSEParser:
+    """Feed raw bytes, get the events completed so far (WHATWG SSE rules)."""
+
+    __slots__ = ("_buf", "_data", "_event", "_max")
+
+    def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
+        self._buf = b""
+        self._event = ""
+        self._data: list[str] = []
+        self._max = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        buf = self._buf + chunk if self._buf else chunk
+        events: list[Event] = []
+        start = 0
+        n = len(buf)
+        while start < n:
+            nl = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start)
+            if nl < 0 and cr < 0:
+                break
+            if cr >= 0 and (nl < 0 or cr < nl):
+                if cr + 1 == n:
+                    break  # a lone CR at the end may be the first half of CRLF
+                end, nxt = cr, cr + (2 if buf[cr + 1 : cr + 2] == b"\n" else 1)
+            else:
+                end, nxt = nl, nl + 1
+            self._line(buf[start:end], events)
+            start = nxt
+        self._buf = buf[start:]
+        if len(self._buf) > self._max:
+            # An endless line is not an event stream we can parse; drop it rather than grow.
+            self._buf = b""
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream: a final event without its blank line is discarded (per spec)."""
+        self._buf = b""
+        self._data = []
+        self._event = ""
+        return []
+
+    def _line(self, raw: bytes, events: list[Event]) -> None:
+        if not raw:
+            if self._data:
+                events.append(Event(self._event, "\n".join(self._data)))
+            self._data = []
+            self._event = ""
+            return
+        line = raw.decode("utf-8", "replace")
+        if line[0] == ":":
+            return
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value

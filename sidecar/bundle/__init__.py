@@ -1,0 +1,1 @@
+"""The policy bundle: read, validate, compile into an immutable snapshot, watch."""

@@ -1,0 +1,40 @@
+"""`sidecar check`: validate a bundle and print a one-screen summary or every error."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from sidecar.bundle.compile import BundleInvalid, load_snapshot
+from sidecar.bundle.load import BundleReadError
+
+
+def check(source: str, out: TextIO, err: TextIO) -> int:
+    try:
+        snap = load_snapshot(source)
+    except BundleReadError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    except BundleInvalid as exc:
+        for problem in exc.problems:
+            print(str(problem), file=err)
+        print(f"{source}: invalid bundle ({len(exc.problems)} error(s))", file=err)
+        return 1
+    print(f"bundle {snap.source}: OK", file=out)
+    print(f"  revision   {snap.revision}", file=out)
+    print(f"  digest     {snap.digest[:16]}", file=out)
+    print(f"  upstreams  {len(snap.upstreams)}", file=out)
+    for spec in snap.upstreams.values():
+        where = spec.base_url if spec.kind == "http" else "built-in mock"
+        print(f"    {spec.name:<16} {spec.provider_name:<12} {where}", file=out)
+    print(f"  routes     {len(snap.routes)}", file=out)
+    for route in snap.routes:
+        print(
+            f"    {route.name:<16} path {route.path_glob:<22} model {route.model_glob:<14} "
+            f"-> {route.upstream}",
+            file=out,
+        )
+    if snap.models:
+        print(f"  models     {', '.join(snap.models)}", file=out)
+    for warning in snap.warnings:
+        print(f"  warning: {warning}", file=out)
+    return 0

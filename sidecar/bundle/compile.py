@@ -1,0 +1,143 @@
+"""Turn a validated bundle document into a `Snapshot`."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from sidecar.bundle.load import RawBundle, read_bundle
+from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
+from sidecar.bundle.validate import Problem, validate
+from sidecar.call import Provider
+
+DEFAULT_MOCK_MODELS = ("mock-echo",)
+
+
+class BundleInvalid(Exception):
+    """The bundle was read but is not valid; carries every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s)")
+        self.source = source
+        self.problems = problems
+
+
+def load_snapshot(source: str | os.PathLike[str]) -> Snapshot:
+    """Read, validate and compile; raises BundleReadError or BundleInvalid."""
+    return compile_bundle(read_bundle(source))
+
+
+def compile_bundle(raw: RawBundle) -> Snapshot:
+    problems = validate(raw.document)
+    if problems:
+        raise BundleInvalid(raw.source, problems)
+    doc: dict[str, Any] = raw.document
+    warnings: list[str] = []
+    upstreams = {
+        name: _upstream(name, cfg, warnings) for name, cfg in (doc.get("upstreams") or {}).items()
+    }
+    routes = tuple(
+        Route(
+            name=route.get("name") or f"route-{i}",
+            upstream=route["upstream"],
+            path=_glob((route.get("match") or {}).get("path")),
+            model=_glob((route.get("match") or {}).get("model")),
+            path_glob=(route.get("match") or {}).get("path", "*"),
+            model_glob=(route.get("match") or {}).get("model", "*"),
+        )
+        for i, route in enumerate(doc.get("routes") or [])
+    )
+    models: list[str] = []
+    for spec in upstreams.values():
+        for model in spec.models:
+            if model not in models and any(
+                r.upstream == spec.name and (r.model is None or r.model.fullmatch(model))
+                for r in routes
+            ):
+                models.append(model)
+    return Snapshot(
+        revision=doc["revision"],
+        source=raw.source,
+        digest=raw.digest,
+        loaded_at=time.time(),
+        upstreams=MappingProxyType(upstreams),
+        routes=routes,
+        models=tuple(models),
+        warnings=tuple(warnings),
+    )
+
+
+def _glob(pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None or pattern == "*":
+        return None
+    return re.compile(fnmatch.translate(pattern), re.DOTALL)
+
+
+def _upstream(name: str, cfg: dict[str, Any], warnings: list[str]) -> UpstreamSpec:
+    if "builtin" in cfg:
+        return UpstreamSpec(
+            name=name,
+            kind="mock",
+            provider=None,
+            models=tuple(cfg.get("models") or DEFAULT_MOCK_MODELS),
+            chunk_delay=float(cfg.get("chunk_delay_ms", 0)) / 1000.0,
+        )
+    provider = Provider(cfg.get("provider", "openai"))
+    base_url = cfg["base_url"].rstrip("/")
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    prefix = base_url.removesuffix("/v1")
+    headers = list((cfg.get("headers") or {}).items())
+    key, problem = _credential(name, cfg.get("api_key"))
+    if problem:
+        warnings.append(problem)
+    if key is not None:
+        if provider is Provider.ANTHROPIC:
+            headers.append(("x-api-key", key))
+        else:
+            headers.append(("Authorization", f"Bearer {key}"))
+    return UpstreamSpec(
+        name=name,
+        kind="http",
+        provider=provider,
+        base_url=base_url,
+        origin=f"{parts.scheme}://{parts.hostname}:{port}",
+        host=parts.hostname or "",
+        port=port,
+        prefix=prefix,
+        headers=tuple(headers),
+        credential_problem=problem,
+        models=tuple(cfg.get("models") or ()),
+    )
+
+
+def _credential(name: str, ref: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """Resolve {env: NAME} / {file: PATH}; a missing credential is a warning, not an error.
+
+    The default bundle names provider keys that a first-run user does not
+    have; the sidecar must still start, and say clearly why a call to that
+    upstream cannot be made.
+    """
+    if ref is None:
+        return None, None
+    if "env" in ref:
+        value = os.environ.get(ref["env"], "").strip()
+        if not value:
+            return None, (
+                f"upstream '{name}': environment variable {ref['env']} is not set "
+                "in the sidecar, so no API key can be sent"
+            )
+        return value, None
+    try:
+        value = Path(ref["file"]).read_text("utf-8").strip()
+    except OSError as exc:
+        return None, f"upstream '{name}': cannot read API key file {ref['file']}: {exc.strerror}"
+    if not value:
+        return None, f"upstream '{name}': API key file {ref['file']} is empty"
+    return value, None

@@ -1,0 +1,73 @@
+"""The compiled, immutable form of a bundle that requests read.
+
+Everything a request needs is decided here, once per bundle load: globs are
+compiled, credentials resolved, auth headers built. A request takes the
+snapshot that is current when it starts and keeps it to the end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sidecar.call import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    name: str
+    kind: Literal["http", "mock"]
+    provider: Provider | None  # None for the mock, which speaks both dialects
+    base_url: str = ""
+    origin: str = ""  # scheme://host:port, for server.address and the session pool
+    host: str = ""
+    port: int = 0
+    prefix: str = ""  # base_url without a trailing /v1; request paths are appended to it
+    headers: tuple[tuple[str, str], ...] = ()  # static headers and the injected credential
+    credential_problem: str | None = None  # why no credential could be injected
+    models: tuple[str, ...] = ()
+    chunk_delay: float = 0.0
+
+    def url_for(self, path: str) -> str:
+        return self.prefix + path
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.value if self.provider else "sidecar.mock"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    upstream: str
+    path: re.Pattern[str] | None
+    model: re.Pattern[str] | None
+    path_glob: str = "*"
+    model_glob: str = "*"
+
+    def matches(self, path: str, model: str | None) -> bool:
+        if self.path is not None and self.path.fullmatch(path) is None:
+            return False
+        if self.model is not None:
+            return model is not None and self.model.fullmatch(model) is not None
+        return True
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: str
+    source: str
+    digest: str
+    loaded_at: float
+    upstreams: Mapping[str, UpstreamSpec]
+    routes: tuple[Route, ...]
+    models: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    def route(self, path: str, model: str | None) -> Route | None:
+        for route in self.routes:
+            if route.matches(path, model):
+                return route
+        return None

@@ -1,0 +1,153 @@
+"""Validate a bundle document: JSON Schema first, then cross-references.
+
+Every problem is reported with the path of the bad field, all at once, so an
+operator fixes a bundle in one pass instead of one error per `sidecar check`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '(root)'}: {self.message}"
+
+
+def format_path(parts: Iterable[str | int]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("sidecar.bundle").joinpath("schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    return cls(schema())
+
+
+def validate(document: Any) -> list[Problem]:
+    problems = schema_problems(document)
+    if not problems:
+        problems = reference_problems(document)
+    return sorted(set(problems))
+
+
+def schema_problems(document: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(document):
+        problems.extend(_explain(error))
+    return problems
+
+
+def _explain(error: jsonschema.ValidationError) -> list[Problem]:
+    path = list(error.absolute_path)
+    sub: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = list(sub.get("properties", {}))
+        extras = [k for k in instance if k not in known]
+        return [
+            Problem(format_path([*path, k]), f"unknown field '{k}'{_did_you_mean(k, known)}")
+            for k in extras
+        ]
+    if error.validator == "required" and isinstance(expected, list):
+        missing = [k for k in expected if k not in instance]
+        return [Problem(format_path([*path, k]), "required field is missing") for k in missing]
+    if error.validator == "const":
+        return [Problem(format_path(path), f"must be {json.dumps(expected)}")]
+    if error.validator == "enum":
+        options = ", ".join(json.dumps(v) for v in expected)
+        return [
+            Problem(
+                format_path(path), f"must be one of {options}, not {json.dumps(error.instance)}"
+            )
+        ]
+    if error.validator in ("minProperties", "maxProperties") and "env" in sub.get("properties", {}):
+        return [Problem(format_path(path), "give exactly one of {env: NAME} or {file: PATH}")]
+    if error.validator == "pattern":
+        return [
+            Problem(
+                format_path(path),
+                f"{json.dumps(error.instance)} does not match {error.validator_value}",
+            )
+        ]
+    return [Problem(format_path(path), error.message)]
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def reference_problems(document: dict[str, Any]) -> list[Problem]:
+    """Checks JSON Schema cannot express: names that must refer to something."""
+    problems: list[Problem] = []
+    upstreams: dict[str, Any] = document.get("upstreams") or {}
+    names: dict[str, int] = {}
+    for i, route in enumerate(document.get("routes") or []):
+        target = route["upstream"]
+        if target not in upstreams:
+            problems.append(
+                Problem(
+                    format_path(["routes", i, "upstream"]),
+                    f"unknown upstream '{target}'{_did_you_mean(target, list(upstreams))}",
+                )
+            )
+        name = route.get("name")
+        if name is not None:
+            if name in names:
+                problems.append(
+                    Problem(
+                        format_path(["routes", i, "name"]),
+                        f"duplicate route name '{name}' (also routes[{names[name]}])",
+                    )
+                )
+            names[name] = i
+        for field in ("path", "model"):
+            glob = (route.get("match") or {}).get(field)
+            if glob is not None and _bad_glob(glob):
+                problems.append(
+                    Problem(
+                        format_path(["routes", i, "match", field]),
+                        f"unbalanced '[' in glob {glob!r}",
+                    )
+                )
+    return problems
+
+
+def _bad_glob(glob: str) -> bool:
+    depth = 0
+    for ch in glob:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+    return depth != 0

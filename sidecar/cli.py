@@ -1,0 +1,111 @@
+"""The `sidecar` command: run, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sidecar import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sidecar",
+        description="Policy-and-proxy sidecar for AI agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"sidecar {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="serve the proxy and admin listeners",
+        description="Serve the proxy and admin listeners on a policy bundle, reloading it "
+        "when it changes. Settings: flags, then SIDECAR_* environment variables, then defaults.",
+    )
+    run.add_argument(
+        "--bundle",
+        metavar="PATH",
+        help="bundle directory or .tar.gz "
+        "(env SIDECAR_BUNDLE; default: the embedded default bundle)",
+    )
+    run.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="proxy listener (env SIDECAR_HTTP; default 127.0.0.1:8700)",
+    )
+    run.add_argument(
+        "--admin",
+        metavar="HOST:PORT",
+        help="admin listener: /healthz /readyz /bundle /metrics "
+        "(env SIDECAR_ADMIN; default 127.0.0.1:8702)",
+    )
+    run.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="largest request body accepted (env SIDECAR_MAX_BODY_BYTES; default 16 MiB)",
+    )
+    run.add_argument(
+        "--otel-exporter",
+        choices=["none", "console", "otlp"],
+        help="where spans and metrics go (env SIDECAR_OTEL_EXPORTER; default none; "
+        "otlp reads the standard OTEL_EXPORTER_OTLP_* variables)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="env SIDECAR_LOG_LEVEL; default info",
+    )
+
+    check = sub.add_parser(
+        "check",
+        help="validate a bundle and print a summary",
+        description="Validate a bundle. Exit 0 with a summary, or 1 with every error and the "
+        "path of the bad field.",
+    )
+    check.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        from sidecar.bundle.check import check
+
+        return check(args.bundle, sys.stdout, sys.stderr)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sidecar.logs import setup_logging
+    from sidecar.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.resolve(
+            bundle=args.bundle,
+            http=args.http,
+            admin=args.admin,
+            max_body_bytes=args.max_body_bytes,
+            otel_exporter=args.otel_exporter,
+            log_level=args.log_level,
+        )
+    except SettingsError as exc:
+        print(f"sidecar: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    from sidecar.server.app import Sidecar
+
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(Sidecar(settings).run_until_signalled())
+    except OSError as exc:
+        print(f"sidecar: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0

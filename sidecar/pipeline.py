@@ -1,0 +1,341 @@
+"""The pipeline one LLM call passes: route, forward, observe the response, account.
+
+Stages here know nothing of HTTP servers: the server hands in the call and
+the request headers, and gets back a `Reply` or a `StreamReply` to write.
+Identity, authorization, guards and limits slot in before `forward`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from sidecar.adapters.base import Adapter
+from sidecar.bundle.snapshot import Route, UpstreamSpec
+from sidecar.bundle.store import Generation
+from sidecar.call import Call, Usage
+from sidecar.errors import ErrorKind, SidecarError
+from sidecar.forward import downstream_headers, upstream_headers
+from sidecar.telemetry import names
+from sidecar.telemetry.setup import Telemetry
+from sidecar.upstream.base import UpstreamResponse
+
+DECISION_HEADER = "x-sidecar-decision-id"
+REVISION_HEADER = "x-sidecar-bundle-revision"
+UPSTREAM_HEADER = "x-sidecar-upstream"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+@dataclass
+class StreamReply:
+    """Headers now, body as it arrives. Iterate `chunks` to the end or `aclose()` it."""
+
+    status: int
+    headers: CIMultiDict[str]
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass
+class Exchange:
+    """What one call carries through the stages, for telemetry and the response."""
+
+    decision_id: str
+    revision: str
+    started: float
+    span: Span | None = None
+    route: Route | None = None
+    upstream: UpstreamSpec | None = None
+    metric_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._tracer = telemetry.tracer
+        self._m = telemetry.instruments
+
+    # --- entry points --------------------------------------------------------------------
+
+    async def llm(
+        self,
+        gen: Generation,
+        adapter: Adapter,
+        call: Call,
+        headers: Mapping[str, str],
+        ex: Exchange,
+    ) -> Reply | StreamReply:
+        parent = propagate.extract(headers)
+        span = self._tracer.start_span(
+            f"{call.operation} {call.model}",
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes={
+                names.GEN_AI_OPERATION_NAME: call.operation,
+                names.GEN_AI_REQUEST_MODEL: call.model or "",
+                names.SIDECAR_ACTION: call.action,
+                names.SIDECAR_DECISION_ID: ex.decision_id,
+                names.SIDECAR_BUNDLE_REVISION: ex.revision,
+            },
+        )
+        ex.span = span
+        try:
+            route, spec = self._route(gen, call, ex)
+            return await self._forward(gen, adapter, call, headers, ex, route, spec)
+        except SidecarError as err:
+            reply = self.error(adapter, err, ex)
+            self._finish(ex, call, Usage(), reply.status, error_type=err.kind.value)
+            return reply
+        except BaseException as exc:
+            self._finish(ex, call, Usage(), 500, error_type=type(exc).__qualname__)
+            raise
+
+    def error(self, adapter: Adapter, err: SidecarError, ex: Exchange) -> Reply:
+        headers = self.sidecar_headers(ex)
+        headers["content-type"] = "application/json"
+        if err.retry_after is not None:
+            headers["retry-after"] = str(max(0, round(err.retry_after)))
+        if err.retryable is not None:
+            headers["x-should-retry"] = "true" if err.retryable else "false"
+        return Reply(err.status, headers, adapter.error_body(err))
+
+    def sidecar_headers(self, ex: Exchange) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        headers[DECISION_HEADER] = ex.decision_id
+        headers[REVISION_HEADER] = ex.revision
+        if ex.upstream is not None:
+            headers[UPSTREAM_HEADER] = ex.upstream.name
+        return headers
+
+    def count(self, ex: Exchange, status: int) -> None:
+        self._m.requests.add(
+            1,
+            {
+                names.SIDECAR_ROUTE: ex.route.name if ex.route else "",
+                names.SIDECAR_UPSTREAM: ex.upstream.name if ex.upstream else "",
+                names.HTTP_RESPONSE_STATUS_CODE: status,
+            },
+        )
+
+    # --- stages --------------------------------------------------------------------------
+
+    def _route(self, gen: Generation, call: Call, ex: Exchange) -> tuple[Route, UpstreamSpec]:
+        route = gen.snapshot.route(call.path, call.model)
+        if route is None:
+            raise SidecarError(
+                ErrorKind.NOT_FOUND,
+                f"no route in bundle revision {gen.snapshot.revision} serves model "
+                f"'{call.model}' on {call.path}",
+                code="model_not_found",
+                param="model",
+            )
+        spec = gen.snapshot.upstreams[route.upstream]
+        ex.route, ex.upstream = route, spec
+        assert ex.span is not None
+        ex.span.set_attributes(
+            {
+                names.GEN_AI_PROVIDER_NAME: spec.provider_name,
+                names.SIDECAR_ROUTE: route.name,
+                names.SIDECAR_UPSTREAM: spec.name,
+            }
+        )
+        if spec.host:
+            ex.span.set_attributes({names.SERVER_ADDRESS: spec.host, names.SERVER_PORT: spec.port})
+        if spec.credential_problem:
+            raise SidecarError(
+                ErrorKind.UNAVAILABLE,
+                f"the sidecar cannot call this model: {spec.credential_problem}",
+                code="upstream_credential_missing",
+                retryable=False,
+            )
+        return route, spec
+
+    async def _forward(
+        self,
+        gen: Generation,
+        adapter: Adapter,
+        call: Call,
+        headers: Mapping[str, str],
+        ex: Exchange,
+        route: Route,
+        spec: UpstreamSpec,
+    ) -> Reply | StreamReply:
+        assert ex.span is not None
+        attempt = self._tracer.start_span(
+            f"POST {spec.name}",
+            context=trace.set_span_in_context(ex.span),
+            kind=SpanKind.CLIENT,
+            attributes={
+                names.HTTP_REQUEST_METHOD: "POST",
+                names.SIDECAR_UPSTREAM: spec.name,
+                **(
+                    {
+                        names.URL_FULL: spec.url_for(call.path),
+                        names.SERVER_ADDRESS: spec.host,
+                        names.SERVER_PORT: spec.port,
+                    }
+                    if spec.host
+                    else {}
+                ),
+            },
+        )
+        trace_headers: dict[str, str] = {}
+        propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
+        out_headers = upstream_headers(headers, spec, trace_headers)
+        try:
+            resp = await gen.transports[spec.name].send("POST", call.path, out_headers, call.raw)
+        except BaseException as exc:
+            _end_error(attempt, exc)
+            raise _upstream_failure(spec, exc) from exc
+        attempt.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, resp.status)
+        down = downstream_headers(resp.headers)
+        down.extend(self.sidecar_headers(ex))
+        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+            return StreamReply(resp.status, down, self._relay(adapter, call, ex, resp, attempt))
+        try:
+            body = await resp.read()
+        except BaseException as exc:
+            _end_error(attempt, exc)
+            raise _upstream_failure(spec, exc) from exc
+        _end_attempt(attempt, resp.status)
+        usage = (
+            adapter.usage_from_body(call.path, body)
+            if resp.status < 300 and "json" in resp.headers.get("content-type", "")
+            else Usage()
+        )
+        self._finish(
+            ex, call, usage, resp.status, error_type=None if resp.status < 400 else str(resp.status)
+        )
+        return Reply(resp.status, down, body)
+
+    async def _relay(
+        self,
+        adapter: Adapter,
+        call: Call,
+        ex: Exchange,
+        resp: UpstreamResponse,
+        attempt: Span,
+    ) -> AsyncIterator[bytes]:
+        """Pass each chunk on as it arrives, learning usage on the way."""
+        observer = adapter.stream_observer(call.path)
+        first = True
+        error_type: str | None = None if resp.status < 400 else str(resp.status)
+        try:
+            async for chunk in resp.chunks():
+                observer.feed(chunk)
+                if first:
+                    first = False
+                    self._m.time_to_first_chunk.record(
+                        time.perf_counter() - ex.started, self._metric_attrs(ex, call, None)
+                    )
+                yield chunk
+            _end_attempt(attempt, resp.status)
+        except (GeneratorExit, asyncio.CancelledError):
+            error_type = "cancelled"
+            _end_error(attempt, None, "cancelled by the caller")
+            resp.close()
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            failure = _upstream_failure(ex.upstream, exc, midstream=True)
+            error_type = failure.kind.value
+            _end_error(attempt, exc)
+            yield adapter.stream_error(failure)
+        finally:
+            self._finish(ex, call, observer.usage, resp.status, error_type=error_type)
+
+    # --- account -------------------------------------------------------------------------
+
+    def _metric_attrs(self, ex: Exchange, call: Call, usage: Usage | None) -> dict[str, Any]:
+        attrs: dict[str, Any] = {names.GEN_AI_OPERATION_NAME: call.operation}
+        if ex.upstream is not None:
+            attrs[names.GEN_AI_PROVIDER_NAME] = ex.upstream.provider_name
+            attrs[names.GEN_AI_REQUEST_MODEL] = call.model or ""
+            if ex.upstream.host:
+                attrs[names.SERVER_ADDRESS] = ex.upstream.host
+        if usage is not None and usage.response_model:
+            attrs[names.GEN_AI_RESPONSE_MODEL] = usage.response_model
+        return attrs
+
+    def _finish(
+        self, ex: Exchange, call: Call, usage: Usage, status: int, *, error_type: str | None
+    ) -> None:
+        elapsed = time.perf_counter() - ex.started
+        attrs = self._metric_attrs(ex, call, usage)
+        if error_type:
+            attrs[names.ERROR_TYPE] = error_type
+        self._m.operation_duration.record(elapsed, attrs)
+        if usage.input_tokens is not None:
+            self._m.token_usage.record(
+                usage.input_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "input"}
+            )
+        if usage.output_tokens is not None:
+            self._m.token_usage.record(
+                usage.output_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "output"}
+            )
+        self.count(ex, status)
+        span = ex.span
+        if span is None:
+            return
+        span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status)
+        if usage.response_model:
+            span.set_attribute(names.GEN_AI_RESPONSE_MODEL, usage.response_model)
+        if usage.response_id:
+            span.set_attribute(names.GEN_AI_RESPONSE_ID, usage.response_id)
+        if usage.finish_reasons:
+            span.set_attribute(names.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
+        if usage.input_tokens is not None:
+            span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
+        if usage.output_tokens is not None:
+            span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+        if error_type:
+            span.set_attribute(names.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+
+def _end_attempt(span: Span, status: int) -> None:
+    if status >= 400:
+        span.set_attribute(names.ERROR_TYPE, str(status))
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def _end_error(span: Span, exc: BaseException | None, message: str | None = None) -> None:
+    span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__ if exc else "cancelled")
+    span.set_status(Status(StatusCode.ERROR, message or (str(exc) if exc else None)))
+    span.end()
+
+
+def _upstream_failure(
+    spec: UpstreamSpec | None, exc: BaseException, *, midstream: bool = False
+) -> SidecarError:
+    name = spec.name if spec else "?"
+    where = "while streaming the response" if midstream else ""
+    if isinstance(exc, TimeoutError):
+        return SidecarError(
+            ErrorKind.TIMEOUT,
+            f"upstream '{name}' timed out {where}".rstrip(),
+            code="upstream_timeout",
+        )
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        detail = str(exc) or type(exc).__name__
+        return SidecarError(
+            ErrorKind.BAD_GATEWAY,
+            f"upstream '{name}' failed {where}: {detail}".replace("  ", " "),
+            code="upstream_unreachable" if not midstream else "upstream_stream_broken",
+        )
+    if isinstance(exc, SidecarError):
+        return exc
+    raise exc

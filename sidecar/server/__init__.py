@@ -1,0 +1,1 @@
+"""Listeners: the proxy's HTTP surface and the admin endpoints."""

@@ -1,0 +1,52 @@
+"""The admin listener: liveness, readiness, bundle status and Prometheus metrics."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from sidecar.bundle.store import BundleStore
+from sidecar.telemetry.setup import Telemetry
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def admin_app(store: BundleStore, telemetry: Telemetry) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        status = store.status()
+        body = {
+            "ready": status["ready"],
+            "revision": status["revision"],
+            "reason": None if status["ready"] else "no valid policy bundle loaded yet",
+        }
+        return _json(200 if status["ready"] else 503, body)
+
+    async def bundle(request: web.Request) -> web.Response:
+        return _json(200, store.status())
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=telemetry.prometheus_text(), headers={"content-type": PROMETHEUS_CONTENT_TYPE}
+        )
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/bundle", bundle),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body, option=orjson.OPT_INDENT_2),
+        headers={"content-type": "application/json"},
+    )

@@ -1,0 +1,104 @@
+"""Assemble and run the sidecar: bundle store, pipeline, listeners, watcher, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from sidecar.bundle.store import BundleStore
+from sidecar.bundle.watch import default_bundle_path, watch_bundle
+from sidecar.pipeline import Pipeline
+from sidecar.server.admin import admin_app
+from sidecar.server.http import proxy_app
+from sidecar.settings import Listen, Settings
+from sidecar.telemetry.setup import Telemetry, setup_telemetry
+
+log = logging.getLogger("sidecar")
+
+
+class Sidecar:
+    """One running sidecar. `start()` binds the listeners; `stop()` closes everything."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None) -> None:
+        self.settings = settings
+        self.telemetry = telemetry or setup_telemetry(settings.otel_exporter)
+        source: Path = settings.bundle or default_bundle_path()
+        self.store = BundleStore(source, self.telemetry.instruments)
+        self.pipeline = Pipeline(self.telemetry)
+        self._runners: list[web.AppRunner] = []
+        self._stop = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+        self.http_address: tuple[str, int] | None = None
+        self.admin_address: tuple[str, int] | None = None
+
+    async def start(self, *, watch: bool = True) -> None:
+        # Admin first, so probes answer (not ready) while the first bundle loads.
+        self.admin_address = await self._listen(
+            admin_app(self.store, self.telemetry), self.settings.admin
+        )
+        await self.store.load(reason="start")
+        self.http_address = await self._listen(
+            proxy_app(self.store, self.pipeline, self.settings.max_body_bytes), self.settings.http
+        )
+        if watch:
+            self._watch = asyncio.get_running_loop().create_task(
+                watch_bundle(self.store, self._stop)
+            )
+        log.info(
+            "listening",
+            extra={
+                "http": f"{self.http_address[0]}:{self.http_address[1]}",
+                "admin": f"{self.admin_address[0]}:{self.admin_address[1]}",
+                "bundle": self.store.source,
+                "ready": self.store.active is not None,
+            },
+        )
+
+    async def reload(self, reason: str = "sighup") -> str:
+        return await self.store.load(force=True, reason=reason)
+
+    async def _listen(self, app: web.Application, where: Listen) -> tuple[str, int]:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        address = runner.addresses[0]
+        return str(address[0]), int(address[1])
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.store.close()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        reloads: set[asyncio.Task[str]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(self.reload("sighup"))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+        loop.add_signal_handler(signal.SIGINT, done.set)
+        await self.start()
+        try:
+            await done.wait()
+            log.info("stopping")
+        finally:
+            await self.stop()
+            self.telemetry.shutdown()

@@ -1,0 +1,81 @@
+"""Settings come from flags, then SIDECAR_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidecar.telemetry.setup import EXPORTERS, Exporter
+
+DEFAULT_HTTP = "127.0.0.1:8700"
+DEFAULT_ADMIN = "127.0.0.1:8702"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str, what: str) -> Listen:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{what}: expected HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return Listen(host, int(port))
+
+
+@dataclass(frozen=True)
+class Settings:
+    bundle: Path | None  # None: the embedded default bundle
+    http: Listen
+    admin: Listen
+    max_body_bytes: int
+    otel_exporter: Exporter
+    log_level: str
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        bundle: str | None = None,
+        http: str | None = None,
+        admin: str | None = None,
+        max_body_bytes: int | None = None,
+        otel_exporter: str | None = None,
+        log_level: str | None = None,
+    ) -> Settings:
+        env = os.environ
+        bundle = bundle or env.get("SIDECAR_BUNDLE") or None
+        exporter = (otel_exporter or env.get("SIDECAR_OTEL_EXPORTER") or "none").lower()
+        if exporter not in EXPORTERS:
+            raise SettingsError(
+                f"SIDECAR_OTEL_EXPORTER: expected one of {', '.join(EXPORTERS)}, got {exporter!r}"
+            )
+        if max_body_bytes is None:
+            raw = env.get("SIDECAR_MAX_BODY_BYTES", "")
+            if raw:
+                if not raw.isdigit():
+                    raise SettingsError(f"SIDECAR_MAX_BODY_BYTES: expected bytes, got {raw!r}")
+                max_body_bytes = int(raw)
+            else:
+                max_body_bytes = DEFAULT_MAX_BODY_BYTES
+        if max_body_bytes <= 0:
+            raise SettingsError("max body bytes must be positive")
+        return cls(
+            bundle=Path(bundle) if bundle else None,
+            http=parse_listen(http or env.get("SIDECAR_HTTP") or DEFAULT_HTTP, "http"),
+            admin=parse_listen(admin or env.get("SIDECAR_ADMIN") or DEFAULT_ADMIN, "admin"),
+            max_body_bytes=max_body_bytes,
+            otel_exporter=exporter,
+            log_level=(log_level or env.get("SIDECAR_LOG_LEVEL") or "info").upper(),
+        )

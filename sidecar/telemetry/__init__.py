@@ -1,0 +1,1 @@
+"""Tracing and metrics: one table of names, one setup, instruments the stages use."""

@@ -1,0 +1,59 @@
+"""Every span, attribute and metric name the sidecar emits, in one table.
+
+Names follow the OpenTelemetry GenAI semantic conventions (gen_ai.*), HTTP
+conventions for upstream attempts, and the `sidecar.` prefix for our own.
+"""
+
+from typing import Final
+
+# GenAI attributes
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+
+# General / HTTP attributes
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
+HTTP_ROUTE: Final = "http.route"
+URL_FULL: Final = "url.full"
+
+# The sidecar's own attributes
+SIDECAR_DECISION_ID: Final = "sidecar.decision.id"
+SIDECAR_BUNDLE_REVISION: Final = "sidecar.bundle.revision"
+SIDECAR_TENANT_ID: Final = "sidecar.tenant.id"
+SIDECAR_ROUTE: Final = "sidecar.route"
+SIDECAR_UPSTREAM: Final = "sidecar.upstream"
+SIDECAR_ACTION: Final = "sidecar.action"
+SIDECAR_RESULT: Final = "sidecar.result"
+
+# Spans
+SPAN_UPSTREAM_ATTEMPT: Final = "upstream {upstream}"  # plus HTTP client attributes
+SPAN_ROUTE: Final = "sidecar.route"
+
+# Metrics (GenAI client conventions)
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+# Metrics (the sidecar's own)
+METRIC_REQUESTS: Final = "sidecar.requests"
+METRIC_BUNDLE_RELOADS: Final = "sidecar.bundle.reloads"
+METRIC_BUNDLE_ACTIVE: Final = "sidecar.bundle.active"
+
+# Bucket boundaries recommended by the GenAI metrics conventions.
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
