@@ -53,11 +53,18 @@ class SSEParser:
         return events
 
     def close(self) -> list[Event]:
-        """End of stream: a final event without its blank line is discarded (per spec)."""
+        """End of stream: a final event without its blank line is discarded (per spec).
+
+        A CR held back at the very end (it could have been half of a CRLF) is a
+        line end after all.
+        """
+        events: list[Event] = []
+        if self._buf.endswith(b"\r"):
+            self._line(self._buf[:-1], events)
         self._buf = b""
         self._data = []
         self._event = ""
-        return []
+        return events
 
     def _line(self, raw: bytes, events: list[Event]) -> None:
         if not raw:

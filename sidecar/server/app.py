@@ -63,7 +63,15 @@ class Sidecar:
         return await self.store.load(force=True, reason=reason)
 
     async def _listen(self, app: web.Application, where: Listen) -> tuple[str, int]:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        # handler_cancellation: when the agent disconnects, the handler is cancelled,
+        # and with it the upstream request, instead of waiting for the provider.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=5.0,
+            handler_cancellation=True,
+        )
         await runner.setup()
         site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
         await site.start()

@@ -9,6 +9,7 @@ private registry so several sidecars can live in one test process.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -47,7 +48,10 @@ class Telemetry:
         self.meter_provider.shutdown()
 
 
-def setup_telemetry(exporter: Exporter = "none") -> Telemetry:
+def setup_telemetry(
+    exporter: Exporter = "none", span_processors: Sequence[SpanProcessor] = ()
+) -> Telemetry:
+    """Build providers; extra span processors let tests read spans in memory."""
     resource = Resource.create(
         {
             "service.name": os.environ.get("OTEL_SERVICE_NAME", "sidecar"),
@@ -58,6 +62,8 @@ def setup_telemetry(exporter: Exporter = "none") -> Telemetry:
     span_exporter = _span_exporter(exporter)
     if span_exporter is not None:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
 
     registry = CollectorRegistry(auto_describe=True)
     readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.settings import Settings, SettingsError, parse_listen
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "SIDECAR_BUNDLE",
+        "SIDECAR_HTTP",
+        "SIDECAR_ADMIN",
+        "SIDECAR_MAX_BODY_BYTES",
+        "SIDECAR_OTEL_EXPORTER",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.resolve()
+    assert (str(s.http), str(s.admin), s.bundle, s.otel_exporter) == (
+        "127.0.0.1:8700",
+        "127.0.0.1:8702",
+        None,
+        "none",
+    )
+    assert s.max_body_bytes == 16 * 1024 * 1024
+
+
+def test_flags_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDECAR_HTTP", "0.0.0.0:9000")
+    monkeypatch.setenv("SIDECAR_BUNDLE", "/env/bundle")
+    monkeypatch.setenv("SIDECAR_MAX_BODY_BYTES", "100")
+    s = Settings.resolve()
+    assert (str(s.http), s.bundle, s.max_body_bytes) == ("0.0.0.0:9000", Path("/env/bundle"), 100)
+    s = Settings.resolve(http="127.0.0.1:1", bundle="/flag", max_body_bytes=5)
+    assert (str(s.http), s.bundle, s.max_body_bytes) == ("127.0.0.1:1", Path("/flag"), 5)
+
+
+@pytest.mark.parametrize("value", ["8700", "host:", "host:99999", "a:b"])
+def test_bad_listen(value: str) -> None:
+    with pytest.raises(SettingsError, match="HOST:PORT"):
+        parse_listen(value, "http")
+
+
+def test_ipv6_listen() -> None:
+    assert parse_listen("[::1]:8700", "http").host == "::1"
+
+
+def test_bad_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDECAR_OTEL_EXPORTER", "jaeger")
+    with pytest.raises(SettingsError, match="SIDECAR_OTEL_EXPORTER"):
+        Settings.resolve()
+    monkeypatch.setenv("SIDECAR_OTEL_EXPORTER", "none")
+    monkeypatch.setenv("SIDECAR_MAX_BODY_BYTES", "lots")
+    with pytest.raises(SettingsError, match="SIDECAR_MAX_BODY_BYTES"):
+        Settings.resolve()
