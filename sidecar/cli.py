@@ -1,4 +1,4 @@
-"""The `sidecar` command: run, check."""
+"""The `sidecar` command: run, check, schema."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "path of the bad field.",
     )
     check.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
+
+    sub.add_parser(
+        "schema",
+        help="print the bundle JSON Schema",
+        description="Print the JSON Schema of bundle.yaml, for editors and CI validation.",
+    )
     return parser
 
 
@@ -75,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sidecar.bundle.check import check
 
         return check(args.bundle, sys.stdout, sys.stderr)
+    if args.command == "schema":
+        from importlib import resources
+
+        sys.stdout.write(resources.files("sidecar.bundle").joinpath("schema.json").read_text())
+        return 0
     return _run(args)
 
 

@@ -218,3 +218,18 @@ def test_check_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err
     assert "routes[0].upstream: unknown upstream 'x'" in err
     assert "routes[1].upstream: unknown upstream 'y'" in err
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        *sorted(p.parent for p in (REPO / "policy_bundles").glob("**/bundle.yaml")),
+        REPO / "k8s" / "base",
+    ],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_shipped_bundles_are_valid(bundle: Path) -> None:
+    assert load_snapshot(bundle).revision
