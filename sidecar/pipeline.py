@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
@@ -59,13 +58,13 @@ class Exchange:
     span: Span | None = None
     route: Route | None = None
     upstream: UpstreamSpec | None = None
-    metric_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 class Pipeline:
     def __init__(self, telemetry: Telemetry) -> None:
         self._tracer = telemetry.tracer
         self._m = telemetry.instruments
+        self._recording = telemetry.recording
 
     # --- entry points --------------------------------------------------------------------
 
@@ -77,7 +76,7 @@ class Pipeline:
         headers: Mapping[str, str],
         ex: Exchange,
     ) -> Reply | StreamReply:
-        parent = propagate.extract(headers)
+        parent = propagate.extract(headers) if "traceparent" in headers else None
         span = self._tracer.start_span(
             f"{call.operation} {call.model}",
             context=parent,
@@ -88,7 +87,9 @@ class Pipeline:
                 names.SIDECAR_ACTION: call.action,
                 names.SIDECAR_DECISION_ID: ex.decision_id,
                 names.SIDECAR_BUNDLE_REVISION: ex.revision,
-            },
+            }
+            if self._recording
+            else None,
         )
         ex.span = span
         try:
@@ -122,11 +123,11 @@ class Pipeline:
     def count(self, ex: Exchange, status: int) -> None:
         self._m.requests.add(
             1,
-            {
-                names.SIDECAR_ROUTE: ex.route.name if ex.route else "",
-                names.SIDECAR_UPSTREAM: ex.upstream.name if ex.upstream else "",
-                names.HTTP_RESPONSE_STATUS_CODE: status,
-            },
+            (
+                ex.route.name if ex.route else "",
+                ex.upstream.name if ex.upstream else "",
+                str(status),
+            ),
         )
 
     # --- stages --------------------------------------------------------------------------
@@ -143,16 +144,19 @@ class Pipeline:
             )
         spec = gen.snapshot.upstreams[route.upstream]
         ex.route, ex.upstream = route, spec
-        assert ex.span is not None
-        ex.span.set_attributes(
-            {
-                names.GEN_AI_PROVIDER_NAME: spec.provider_name,
-                names.SIDECAR_ROUTE: route.name,
-                names.SIDECAR_UPSTREAM: spec.name,
-            }
-        )
-        if spec.host:
-            ex.span.set_attributes({names.SERVER_ADDRESS: spec.host, names.SERVER_PORT: spec.port})
+        if self._recording:
+            assert ex.span is not None
+            ex.span.set_attributes(
+                {
+                    names.GEN_AI_PROVIDER_NAME: spec.provider_name,
+                    names.SIDECAR_ROUTE: route.name,
+                    names.SIDECAR_UPSTREAM: spec.name,
+                }
+            )
+            if spec.host:
+                ex.span.set_attributes(
+                    {names.SERVER_ADDRESS: spec.host, names.SERVER_PORT: spec.port}
+                )
         if spec.credential_problem:
             raise SidecarError(
                 ErrorKind.UNAVAILABLE,
@@ -189,7 +193,9 @@ class Pipeline:
                     if spec.host
                     else {}
                 ),
-            },
+            }
+            if self._recording
+            else None,
         )
         trace_headers: dict[str, str] = {}
         propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
@@ -237,8 +243,15 @@ class Pipeline:
                 observer.feed(chunk)
                 if first:
                     first = False
+                    up = ex.upstream
                     self._m.time_to_first_chunk.record(
-                        time.perf_counter() - ex.started, self._metric_attrs(ex, call, None)
+                        time.perf_counter() - ex.started,
+                        (
+                            call.operation,
+                            up.provider_name if up else "",
+                            call.model or "",
+                            up.host if up else "",
+                        ),
                     )
                 yield chunk
             _end_attempt(attempt, resp.status)
@@ -257,52 +270,48 @@ class Pipeline:
 
     # --- account -------------------------------------------------------------------------
 
-    def _metric_attrs(self, ex: Exchange, call: Call, usage: Usage | None) -> dict[str, Any]:
-        attrs: dict[str, Any] = {names.GEN_AI_OPERATION_NAME: call.operation}
-        if ex.upstream is not None:
-            attrs[names.GEN_AI_PROVIDER_NAME] = ex.upstream.provider_name
-            attrs[names.GEN_AI_REQUEST_MODEL] = call.model or ""
-            if ex.upstream.host:
-                attrs[names.SERVER_ADDRESS] = ex.upstream.host
-        if usage is not None and usage.response_model:
-            attrs[names.GEN_AI_RESPONSE_MODEL] = usage.response_model
-        return attrs
-
     def _finish(
         self, ex: Exchange, call: Call, usage: Usage, status: int, *, error_type: str | None
     ) -> None:
         elapsed = time.perf_counter() - ex.started
-        attrs = self._metric_attrs(ex, call, usage)
-        if error_type:
-            attrs[names.ERROR_TYPE] = error_type
+        up = ex.upstream
+        attrs = (
+            call.operation,
+            up.provider_name if up else "",
+            (call.model or "") if up else "",  # unrouted names stay out of label sets
+            usage.response_model or "",
+            up.host if up else "",
+            error_type or "",
+        )
         self._m.operation_duration.record(elapsed, attrs)
         if usage.input_tokens is not None:
-            self._m.token_usage.record(
-                usage.input_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "input"}
-            )
+            self._m.token_usage.record(usage.input_tokens, (*attrs, "input"))
         if usage.output_tokens is not None:
-            self._m.token_usage.record(
-                usage.output_tokens, {**attrs, names.GEN_AI_TOKEN_TYPE: "output"}
-            )
+            self._m.token_usage.record(usage.output_tokens, (*attrs, "output"))
         self.count(ex, status)
         span = ex.span
         if span is None:
             return
-        span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status)
-        if usage.response_model:
-            span.set_attribute(names.GEN_AI_RESPONSE_MODEL, usage.response_model)
-        if usage.response_id:
-            span.set_attribute(names.GEN_AI_RESPONSE_ID, usage.response_id)
-        if usage.finish_reasons:
-            span.set_attribute(names.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
-        if usage.input_tokens is not None:
-            span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
-        if usage.output_tokens is not None:
-            span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
-        if error_type:
-            span.set_attribute(names.ERROR_TYPE, error_type)
-            span.set_status(Status(StatusCode.ERROR))
+        if self._recording:
+            _describe(span, usage, status, error_type)
         span.end()
+
+
+def _describe(span: Span, usage: Usage, status: int, error_type: str | None) -> None:
+    span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status)
+    if usage.response_model:
+        span.set_attribute(names.GEN_AI_RESPONSE_MODEL, usage.response_model)
+    if usage.response_id:
+        span.set_attribute(names.GEN_AI_RESPONSE_ID, usage.response_id)
+    if usage.finish_reasons:
+        span.set_attribute(names.GEN_AI_RESPONSE_FINISH_REASONS, usage.finish_reasons)
+    if usage.input_tokens is not None:
+        span.set_attribute(names.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
+    if usage.output_tokens is not None:
+        span.set_attribute(names.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+    if error_type:
+        span.set_attribute(names.ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR))
 
 
 def _end_attempt(span: Span, status: int) -> None:

@@ -64,7 +64,7 @@ class BundleStore:
         """Read, validate, compile and activate; returns success, unchanged or error."""
         async with self._lock:
             result = await self._load(force, reason)
-        self._instruments.bundle_reloads.add(1, {"result": result})
+        self._instruments.bundle_reloads.add(1, (result,))
         return result
 
     async def _load(self, force: bool, reason: str) -> str:

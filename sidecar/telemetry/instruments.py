@@ -1,36 +1,64 @@
-"""The metric instruments, created once per process and shared by all stages."""
+"""The metric instruments, created once per process and shared by all stages.
+
+Each instrument has a fixed, ordered set of attributes; callers pass their
+values as a tuple in that order ("" when absent).
+"""
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Meter
-
 from sidecar.telemetry import names
+from sidecar.telemetry.metrics import MetricFactory
+
+OPERATION_ATTRS = (
+    names.GEN_AI_OPERATION_NAME,
+    names.GEN_AI_PROVIDER_NAME,
+    names.GEN_AI_REQUEST_MODEL,
+    names.GEN_AI_RESPONSE_MODEL,
+    names.SERVER_ADDRESS,
+    names.ERROR_TYPE,
+)
+TOKEN_ATTRS = (*OPERATION_ATTRS, names.GEN_AI_TOKEN_TYPE)
+FIRST_CHUNK_ATTRS = (
+    names.GEN_AI_OPERATION_NAME,
+    names.GEN_AI_PROVIDER_NAME,
+    names.GEN_AI_REQUEST_MODEL,
+    names.SERVER_ADDRESS,
+)
+REQUEST_ATTRS = (names.SIDECAR_ROUTE, names.SIDECAR_UPSTREAM, names.HTTP_RESPONSE_STATUS_CODE)
 
 
 class Instruments:
-    def __init__(self, meter: Meter) -> None:
-        self.operation_duration = meter.create_histogram(
+    def __init__(self, factory: MetricFactory) -> None:
+        self.operation_duration = factory.histogram(
             names.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration, as the agent sees it through the sidecar.",
+            "s",
+            "GenAI operation duration, as the agent sees it through the sidecar.",
+            OPERATION_ATTRS,
+            names.DURATION_BUCKETS,
         )
-        self.token_usage = meter.create_histogram(
+        self.token_usage = factory.histogram(
             names.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Input and output tokens used, as reported by the provider.",
+            "{token}",
+            "Input and output tokens used, as reported by the provider.",
+            TOKEN_ATTRS,
+            [float(b) for b in names.TOKEN_BUCKETS],
         )
-        self.time_to_first_chunk = meter.create_histogram(
+        self.time_to_first_chunk = factory.histogram(
             names.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time from request to the first streamed chunk of the response.",
+            "s",
+            "Time from request to the first streamed chunk of the response.",
+            FIRST_CHUNK_ATTRS,
+            names.DURATION_BUCKETS,
         )
-        self.requests = meter.create_counter(
+        self.requests = factory.counter(
             names.METRIC_REQUESTS,
-            unit="{request}",
-            description="Proxied requests by route, upstream and HTTP status.",
+            "{request}",
+            "Proxied requests by route, upstream and HTTP status.",
+            REQUEST_ATTRS,
         )
-        self.bundle_reloads = meter.create_counter(
+        self.bundle_reloads = factory.counter(
             names.METRIC_BUNDLE_RELOADS,
-            unit="{reload}",
-            description="Bundle load attempts by result: success, unchanged or error.",
+            "{reload}",
+            "Bundle load attempts by result: success, unchanged or error.",
+            ("result",),
         )

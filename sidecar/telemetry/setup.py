@@ -1,4 +1,4 @@
-"""Build the tracer and meter once per process, from settings and OTEL_* variables.
+"""Build tracing and metrics once per sidecar, from settings and OTEL_* variables.
 
 `SIDECAR_OTEL_EXPORTER` picks where spans and metrics go (none, console,
 otlp); the OTLP exporters read the standard `OTEL_EXPORTER_OTLP_*` variables
@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from opentelemetry import trace
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar import __version__
-from sidecar.telemetry import names
 from sidecar.telemetry.instruments import Instruments
+from sidecar.telemetry.metrics import MetricFactory
+from sidecar.telemetry.tracing import PropagatingTracer
 
 Exporter = Literal["none", "console", "otlp"]
 EXPORTERS: tuple[Exporter, ...] = ("none", "console", "otlp")
@@ -36,16 +34,25 @@ class Telemetry:
     tracer: trace.Tracer
     instruments: Instruments
     registry: CollectorRegistry
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    recording: bool = field(default=False)
 
     def prometheus_text(self) -> bytes:
         data: bytes = generate_latest(self.registry)
         return data
 
+    def force_flush(self) -> None:
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+        if self.meter_provider is not None:
+            self.meter_provider.force_flush()
+
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
 
 
 def setup_telemetry(
@@ -58,35 +65,35 @@ def setup_telemetry(
             "service.version": __version__,
         }
     )
-    tracer_provider = TracerProvider(resource=resource)
+    processors = list(span_processors)
     span_exporter = _span_exporter(exporter)
     if span_exporter is not None:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
+        processors.append(BatchSpanProcessor(span_exporter))
+    tracer_provider: TracerProvider | None = None
+    tracer: trace.Tracer
+    if processors:
+        tracer_provider = TracerProvider(resource=resource)
+        for processor in processors:
+            tracer_provider.add_span_processor(processor)
+        tracer = tracer_provider.get_tracer("sidecar", __version__)
+    else:
+        tracer = PropagatingTracer()
 
-    registry = CollectorRegistry(auto_describe=True)
-    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry)]
+    meter_provider: MeterProvider | None = None
     if exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    views = [
-        View(
-            instrument_name=name,
-            aggregation=ExplicitBucketHistogramAggregation(boundaries=buckets),
+        meter_provider = MeterProvider(
+            resource=resource,
+            metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())],
         )
-        for name, buckets in (
-            (names.METRIC_OPERATION_DURATION, names.DURATION_BUCKETS),
-            (names.METRIC_TIME_TO_FIRST_CHUNK, names.DURATION_BUCKETS),
-            (names.METRIC_TOKEN_USAGE, tuple(float(b) for b in names.TOKEN_BUCKETS)),
-        )
-    ]
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=views)
-    tracer = tracer_provider.get_tracer("sidecar", __version__)
-    meter = meter_provider.get_meter("sidecar", __version__)
-    return Telemetry(tracer, Instruments(meter), registry, tracer_provider, meter_provider)
+    registry = CollectorRegistry(auto_describe=True)
+    meter = meter_provider.get_meter("sidecar", __version__) if meter_provider else None
+    instruments = Instruments(MetricFactory(registry, meter))
+    return Telemetry(
+        tracer, instruments, registry, tracer_provider, meter_provider, recording=bool(processors)
+    )
 
 
 def _span_exporter(exporter: Exporter) -> SpanExporter | None:

@@ -94,14 +94,20 @@ async def make_sidecar(
     started: list[Running] = []
 
     async def make(
-        doc: dict[str, Any] | None, *, max_body_bytes: int = 1 << 20, watch: bool = False
+        doc: dict[str, Any] | None,
+        *,
+        max_body_bytes: int = 1 << 20,
+        watch: bool = False,
+        record_spans: bool = True,
     ) -> Running:
         bundle_dir = tmp_path / f"bundle{len(started)}"
         bundle_dir.mkdir()
         if doc is not None:
             (bundle_dir / "bundle.yaml").write_text(yaml.safe_dump(doc))
         spans = InMemorySpanExporter()
-        telemetry = setup_telemetry("none", span_processors=[SimpleSpanProcessor(spans)])
+        telemetry = setup_telemetry(
+            "none", span_processors=[SimpleSpanProcessor(spans)] if record_spans else []
+        )
         settings = Settings.resolve(
             bundle=str(bundle_dir),
             http="127.0.0.1:0",

@@ -62,8 +62,7 @@ async def test_otlp_http_export_reaches_a_collector(
             model="mock-echo", messages=[{"role": "user", "content": "export me"}]
         )
         # Exporters run in their own threads and post to the collector served by this loop.
-        await asyncio.to_thread(telemetry.tracer_provider.force_flush)
-        await asyncio.to_thread(telemetry.meter_provider.force_flush)
+        await asyncio.to_thread(telemetry.force_flush)
     finally:
         await sidecar.stop()
         await asyncio.to_thread(telemetry.shutdown)

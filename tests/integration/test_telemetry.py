@@ -106,3 +106,27 @@ async def test_error_call_span_marks_error_type(
         raise AssertionError("the upstream's 500 must reach the SDK")
     call = await sc.wait_for_span("chat gpt-4o")
     assert dict(call.attributes or {})["error.type"] == "500"
+
+
+async def test_without_an_exporter_the_agents_context_passes_through_unrecorded(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(openai_bundle(fake), record_spans=False)
+    assert not sc.telemetry.recording
+    client = openai.AsyncOpenAI(base_url=f"{sc.base}/v1", api_key="agent")
+    sent = f"00-{AGENT_TRACE}-{AGENT_PARENT}-01"
+    await client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"traceparent": sent},
+    )
+    # Nothing recorded, so the provider's spans hang off the agent's span directly.
+    assert fake.last_request.headers["traceparent"] == sent
+    await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+    )
+    minted = fake.last_request.headers["traceparent"]
+    version, trace_id, span_id, flags = minted.split("-")
+    assert (version, flags) == ("00", "00")
+    assert int(trace_id, 16) and int(span_id, 16) and trace_id != AGENT_TRACE
+    assert sc.finished() == []
