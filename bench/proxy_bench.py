@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -339,6 +340,7 @@ def _spawn(
         env=env,
         preexec_fn=_die_with_parent,
     )
+    OUR_PIDS.add(proc.pid)
     return Child(name, proc, log_path, log)
 
 
@@ -403,6 +405,31 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+OUR_PIDS: set[int] = set()  # every server process the bench started
+FOREIGN_CORES_WARN = 0.2
+STEAL_CORES_WARN = 0.10
+
+
+def _cpu_account() -> tuple[float, float]:
+    """(CPU seconds used machine-wide by others than the bench and its children, steal s).
+
+    Machine-wide busy time from /proc/stat minus the bench's servers (/proc/PID/stat),
+    its finished children (wrk, via getrusage) and itself. Softirq time is in "busy": the
+    kernel splits it out in /proc/stat but charges it to the process it ran for.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0, 0.0
+    v = [int(x) for x in fields[:8]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    busy = (user + nice + system + irq + softirq) / _CLK_TCK
+    ours = sum(_cpu_seconds(p) for p in OUR_PIDS)
+    for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF):
+        ru = resource.getrusage(who)
+        ours += ru.ru_utime + ru.ru_stime
+    # Exited servers stay in RUSAGE_CHILDREN once reaped, which only ever grows: deltas are fine.
+    return busy - ours, steal / _CLK_TCK
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -523,6 +550,10 @@ class WrkResult:
     non_2xx: int
     server_cpu_s: float | None = None
     server_cpu_us_per_req: float | None = None
+    # CPU that neither wrk, the bench nor its servers used, in cores (other load on the
+    # machine), and hypervisor steal, in cores. Both skew the figures when high.
+    foreign_cores: float | None = None
+    steal_cores: float | None = None
 
 
 def _wrk(
@@ -544,9 +575,11 @@ def _wrk(
         f"http://{HOST}:{port}{CHAT_PATH}",
     ]
     cpu0 = _cpu_seconds(cpu_pid) if cpu_pid else None
+    acct0 = _cpu_account()
     out = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + 60, check=False
     ).stdout
+    acct1 = _cpu_account()
     cpu1 = _cpu_seconds(cpu_pid) if cpu_pid else None
     m = re.search(r"^BENCH_RESULT (\{.*\})$", out, re.MULTILINE)
     if m is None:
@@ -567,6 +600,9 @@ def _wrk(
         errors={k[4:]: int(v) for k, v in r.items() if k.startswith("err_")},
         non_2xx=int(non2xx.group(1)) if non2xx else 0,
     )
+    if dur > 0:
+        res.foreign_cores = round((acct1[0] - acct0[0]) / dur, 3)
+        res.steal_cores = round((acct1[1] - acct0[1]) / dur, 3)
     if cpu0 is not None and cpu1 is not None:
         res.server_cpu_s = cpu1 - cpu0
         if res.requests:
@@ -590,6 +626,8 @@ class Config:
     connections: int
     rounds: int
     stream: bool
+    quiet_wait: float = 15.0
+    sidecar_env: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -621,11 +659,31 @@ class TargetResult:
         }
 
 
+def _wait_quiet(max_wait: float, window: float = 0.5) -> None:
+    """Wait (at most max_wait s) until other processes use < FOREIGN_CORES_WARN cores."""
+    if max_wait <= 0:
+        return
+    deadline = time.monotonic() + max_wait
+    waited = False
+    for _ in range(int(max_wait / window) + 1):
+        a0 = _cpu_account()
+        time.sleep(window)
+        a1 = _cpu_account()
+        foreign = (a1[0] - a0[0]) / window
+        if foreign < FOREIGN_CORES_WARN or time.monotonic() >= deadline:
+            if waited:
+                state = "quiet" if foreign < FOREIGN_CORES_WARN else f"still {foreign:.2f} cores"
+                print(f"  (waited for other load on the machine: {state})", flush=True)
+            return
+        waited = True
+
+
 def _measure_once(
     t: TargetResult, metric: str, cfg: Config, scripts: dict[str, Path], warmup: float
 ) -> None:
     conns = 1 if metric == "lat1" else cfg.connections
     script = scripts["stream" if metric == "stream32" else "plain"]
+    _wait_quiet(cfg.quiet_wait)
     _wrk(t.port, script, conns, warmup)
     cpu_pid = None if metric == "lat1" else t.pid
     w = _wrk(t.port, script, conns, cfg.seconds, cpu_pid=cpu_pid)
@@ -634,11 +692,12 @@ def _measure_once(
         shown = f"p50 {w.p50_ms:.3f} ms  p99 {w.p99_ms:.3f} ms"
     else:
         shown = f"{w.rps:,.0f} req/s  ({_fmt(w.server_cpu_us_per_req, '.0f')} CPU µs/req)"
+    shown += (
+        f"  [other load {_fmt(w.foreign_cores, '.2f')} cores, steal {_fmt(w.steal_cores, '.2f')}]"
+    )
     print(f"  {metric:<9} {LABELS[t.name]:<18} {shown}", flush=True)
     if w.non_2xx or any(w.errors.values()):
-        t.notes.append(
-            f"{metric}: non-2xx={w.non_2xx} errors={w.errors} of {w.requests} requests"
-        )
+        t.notes.append(f"{metric}: non-2xx={w.non_2xx} errors={w.errors} of {w.requests} requests")
 
 
 def _measure_all(targets: list[TargetResult], cfg: Config, scripts: dict[str, Path]) -> None:
@@ -684,15 +743,22 @@ routes:
 """
 
 
-def _sidecar_env() -> dict[str, str]:
+def _sidecar_env(extra: Sequence[str] = ()) -> dict[str, str]:
     env = dict(os.environ)
     env["BENCH_KEY"] = BENCH_KEY
     env["SIDECAR_OTEL_EXPORTER"] = "none"
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--sidecar-env wants KEY=VALUE, got {item!r}")
+        env[key] = value
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
-def _start_sidecar(workdir: Path, bundle_dir: Path, run: int) -> tuple[Child, int, float]:
+def _start_sidecar(
+    workdir: Path, bundle_dir: Path, run: int, extra_env: Sequence[str] = ()
+) -> tuple[Child, int, float]:
     http_port, admin_port = _free_port(), _free_port()
     argv = [
         sys.executable,
@@ -706,8 +772,9 @@ def _start_sidecar(workdir: Path, bundle_dir: Path, run: int) -> tuple[Child, in
         "--admin",
         f"{HOST}:{admin_port}",
     ]
+    env = _sidecar_env(extra_env)
     t0 = time.perf_counter()
-    child = _spawn(f"sidecar-{run}", argv, workdir, env=_sidecar_env())
+    child = _spawn(f"sidecar-{run}", argv, workdir, env=env)
     try:
         ready = _wait_ready(admin_port, child.proc, t0)
     except Exception as exc:
@@ -726,34 +793,28 @@ def _fmt(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def _checks(results: dict[str, TargetResult], ready_s: float | None) -> list[dict[str, Any]]:
-    direct, bare, side = results.get("direct"), results.get("bare"), results.get("sidecar")
+def _checks(
+    sums: dict[str, dict[str, float | None]], ready_s: float | None
+) -> list[dict[str, Any]]:
+    empty: dict[str, float | None] = {}
+    direct, bare, side = (sums.get(k, empty) for k in ("direct", "bare", "sidecar"))
     checks: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, unit: str, target: str, ok: bool | None) -> None:
-        checks.append(
-            {
-                "name": name,
-                "value": value,
-                "unit": unit,
-                "target": target,
-                "pass": ok,
-            }
-        )
+        checks.append({"name": name, "value": value, "unit": unit, "target": target, "pass": ok})
 
-    s_rps = side.rps32.rps if side and side.rps32 else None
-    b_rps = bare.rps32.rps if bare and bare.rps32 else None
+    s_rps, b_rps = side.get("rps32"), bare.get("rps32")
     ratio = s_rps / b_rps * 100.0 if s_rps is not None and b_rps else None
     add(
-        "sidecar req/s @32 vs bare pass-through",
+        "sidecar req/s @32 as % of bare pass-through",
         ratio,
         "%",
         f">= {TARGET_RPS_RATIO * 100:.0f} %",
         None if ratio is None else ratio >= TARGET_RPS_RATIO * 100,
     )
-    s_p50 = side.lat1.p50_ms if side and side.lat1 else None
+    s_p50 = side.get("p50_ms_1")
     for ref_name, ref in (("direct", direct), ("bare pass-through", bare)):
-        r_p50 = ref.lat1.p50_ms if ref and ref.lat1 else None
+        r_p50 = ref.get("p50_ms_1")
         added = s_p50 - r_p50 if s_p50 is not None and r_p50 is not None else None
         add(
             f"sidecar added p50 @1 vs {ref_name}",
@@ -762,9 +823,9 @@ def _checks(results: dict[str, TargetResult], ready_s: float | None) -> list[dic
             f"<= {TARGET_ADDED_P50_MS} ms",
             None if added is None else added <= TARGET_ADDED_P50_MS,
         )
-    rss = side.peak_rss_mb if side else None
+    rss = side.get("peak_rss_mb")
     add(
-        "sidecar peak RSS",
+        "sidecar peak RSS (VmHWM)",
         rss,
         "MB",
         f"<= {TARGET_RSS_MB:.0f} MB",
@@ -786,58 +847,71 @@ def _render(
     ready_runs: list[float],
     cfg: Config,
 ) -> str:
-    labels = {"direct": "direct", "bare": "bare pass-through", "sidecar": "sidecar"}
+    c = cfg.connections
     lines = [
-        f"| target | req/s @{cfg.connections} | p50 @1 (ms) | p99 @1 (ms) | peak RSS (MB) "
-        f"| server CPU µs/req @{cfg.connections} |",
+        f"| target | req/s @{c} | p50 @1 (ms) | p99 @1 (ms) | peak RSS (MB) "
+        f"| server CPU µs/req @{c} |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for key, label in labels.items():
+    for key, label in LABELS.items():
         r = results.get(key)
         if r is None:
             continue
-        if r.error:
-            lines.append(f"| {label} | n/a | n/a | n/a | n/a | n/a |")
-            continue
-        rss = "—" if key == "direct" else _fmt(r.peak_rss_mb, ".1f")
+        m = r.summary()
+        rss = "—" if key == "direct" else _fmt(m["peak_rss_mb"], ".1f")
         lines.append(
-            f"| {label} | {_fmt(r.rps32.rps if r.rps32 else None, ',.0f')} "
-            f"| {_fmt(r.lat1.p50_ms if r.lat1 else None, '.3f')} "
-            f"| {_fmt(r.lat1.p99_ms if r.lat1 else None, '.3f')} | {rss} "
-            f"| {_fmt(r.rps32.server_cpu_us_per_req if r.rps32 else None, '.0f')} |"
+            f"| {label} | {_fmt(m['rps32'], ',.0f')} | {_fmt(m['p50_ms_1'], '.3f')} "
+            f"| {_fmt(m['p99_ms_1'], '.3f')} | {rss} | {_fmt(m['cpu_us_per_req32'], '.0f')} |"
         )
     lines.append("")
-    for c in checks:
-        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]
-        spec = ".1f" if c["unit"] in ("%", "MB") else ".3f"
-        value = _fmt(c["value"], spec)
-        lines.append(f"- {c['name']}: {value} {c['unit']} (target {c['target']}) **{verdict}**")
+    for chk in checks:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[chk["pass"]]
+        spec = ".1f" if chk["unit"] in ("%", "MB") else ".3f"
+        lines.append(
+            f"- {chk['name']}: {_fmt(chk['value'], spec)} {chk['unit']} "
+            f"(target {chk['target']}) **{verdict}**"
+        )
     if ready_runs:
-        runs = ", ".join(f"{r:.3f}" for r in ready_runs)
-        lines.append(f"- start-to-ready runs: {runs} s")
+        lines.append(f"- start-to-ready runs: {', '.join(f'{r:.3f}' for r in ready_runs)} s")
 
-    streams = {k: r.stream32 for k, r in results.items() if r.stream32 is not None}
-    if streams:
+    if cfg.stream:
         lines += [
             "",
             f"Streamed (`stream: true`, {STREAM_CHUNKS} SSE events + [DONE]):",
             "",
-            f"| target | req/s @{cfg.connections} | server CPU µs/req |",
+            f"| target | req/s @{c} | server CPU µs/req @{c} |",
             "|---|---:|---:|",
         ]
-        for key, label in labels.items():
-            w = streams.get(key)
-            if w is not None:
-                lines.append(f"| {label} | {w.rps:,.0f} | {_fmt(w.server_cpu_us_per_req, '.0f')} |")
-        b, s = streams.get("bare"), streams.get("sidecar")
-        if b and s and b.rps:
-            lines.append("")
-            lines.append(f"- sidecar streamed req/s vs bare pass-through: {s.rps / b.rps:.1%}")
-    for key, r in results.items():
-        if r.error:
-            lines.append(f"- {labels[key]}: ERROR {r.error.splitlines()[0]}")
-        for note in r.notes:
-            lines.append(f"- {labels[key]}: {note}")
+        for key, label in LABELS.items():
+            r = results.get(key)
+            if r is not None:
+                m = r.summary()
+                lines.append(
+                    f"| {label} | {_fmt(m['stream_rps32'], ',.0f')} "
+                    f"| {_fmt(m['stream_cpu_us_per_req32'], '.0f')} |"
+                )
+        b = results["bare"].summary()["stream_rps32"] if "bare" in results else None
+        s = results["sidecar"].summary()["stream_rps32"] if "sidecar" in results else None
+        if b and s is not None:
+            lines += ["", f"- sidecar streamed req/s as % of bare pass-through: {s / b:.1%}"]
+    all_runs = [w for r in results.values() for ws in r.runs.values() for w in ws]
+    foreign = max((w.foreign_cores or 0.0 for w in all_runs), default=0.0)
+    steal = max((w.steal_cores or 0.0 for w in all_runs), default=0.0)
+    extra: list[str] = []
+    if foreign > FOREIGN_CORES_WARN or steal > STEAL_CORES_WARN:
+        extra.append(
+            f"- WARNING: other load on the machine during the measurements (up to "
+            f"{foreign:.2f} cores used by other processes, {steal:.2f} cores of steal); "
+            "req/s and latency are skewed, CPU µs/req less so. Rerun on a quiet machine."
+        )
+    extra += [
+        f"- {LABELS[k]}: ERROR {r.error.strip().splitlines()[0]}"
+        for k, r in results.items()
+        if r.error
+    ]
+    extra += [f"- {LABELS[k]}: {n}" for k, r in results.items() for n in r.notes]
+    if extra:
+        lines += ["", *extra]
     return "\n".join(lines)
 
 
@@ -870,6 +944,97 @@ def _machine() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
+# Optional profile (py-spy)
+# --------------------------------------------------------------------------------------
+
+
+def _frame_key(frame: str) -> str:
+    """'func (path/file.py:12)' -> 'func (path/file.py)' for aggregation."""
+    name, _, loc = frame.partition(" (")
+    return f"{name} ({loc.rsplit(':', 1)[0]})" if loc else name
+
+
+# py-spy prints paths relative to sys.path entries; opentelemetry is a namespace package,
+# so its frames show as e.g. "trace/__init__.py" or "metrics/_internal/instrument.py".
+_OTEL_PREFIXES = (
+    "opentelemetry/",
+    "attributes/",
+    "baggage/",
+    "composite.py",
+    "context/",
+    "metrics/",
+    "propagate/",
+    "textmap.py",
+    "trace/",
+    "util/",
+)
+
+
+def _is_otel(frame_key: str) -> bool:
+    _, _, loc = frame_key.partition(" (")
+    return loc.startswith(_OTEL_PREFIXES)
+
+
+def _profile(t: TargetResult, cfg: Config, script: Path, out: Path, top: int = 20) -> str:
+    """Record the target with py-spy (GIL holder only) under one extra load at 32 connections.
+
+    Runs after the measurements, so py-spy's sampling cost never touches the figures.
+    Writes py-spy's collapsed stacks to `out` and returns a short text summary.
+    """
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        return "py-spy not found (pip install py-spy); no profile taken"
+    assert t.pid is not None
+    seconds = max(2, round(cfg.seconds))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [spy, "record", "--pid", str(t.pid), "--duration", str(seconds)]
+    argv += ["--rate", "250", "--gil", "--format", "raw", "-o", str(out)]
+    rec = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        w = _wrk(t.port, script, cfg.connections, seconds)
+        _, err = rec.communicate(timeout=seconds + 60)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait(timeout=10)
+    if not out.exists():
+        return f"py-spy wrote no profile: {err.decode(errors='replace').strip()[-300:]}"
+    total = 0
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    otel = 0
+    for line in out.read_text().splitlines()[:200_000]:
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame_key(f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for k in set(frames):
+            incl[k] = incl.get(k, 0) + n
+        if any(_is_otel(f) for f in frames):
+            otel += n
+    if not total:
+        return "py-spy recorded no samples"
+    lines = [
+        f"py-spy profile of {LABELS[t.name]} at {w.rps:,.0f} req/s under sampling "
+        f"({total} samples, GIL holder only) -> {out}",
+        f"samples under OpenTelemetry frames (spans, metrics, propagation): {otel / total:.1%}",
+        "top inclusive:",
+    ]
+    # Frames on (nearly) every stack are the entry point and the event loop: not news.
+    ranked = [(v, k) for k, v in incl.items() if v < 0.98 * total]
+    lines += [f"  {v / total:6.1%}  {k}" for v, k in sorted(ranked, reverse=True)[:top]]
+    lines.append("top self:")
+    lines += [
+        f"  {v / total:6.1%}  {k}"
+        for v, k in sorted(((v, k) for k, v in own.items()), reverse=True)[: top // 2]
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
 
@@ -885,15 +1050,10 @@ def _children() -> Iterator[list[Child]]:
                 c.stop()
 
 
-def _guard(name: str, fn: Callable[[], TargetResult]) -> TargetResult:
-    try:
-        return fn()
-    except Exception as exc:
-        print(f"[{name}] ERROR: {exc}", file=sys.stderr, flush=True)
-        return TargetResult(name, error=str(exc))
-
-
-def run_bench(cfg: Config, skip_sidecar: bool, keep_logs: bool) -> dict[str, Any]:
+def run_bench(
+    cfg: Config, skip_sidecar: bool, keep_logs: bool, profile: Path | None = None
+) -> dict[str, Any]:
+    profile_text: str | None = None
     results: dict[str, TargetResult] = {}
     ready_runs: list[float] = []
     ready_error: str | None = None
@@ -907,56 +1067,65 @@ def run_bench(cfg: Config, skip_sidecar: bool, keep_logs: bool) -> dict[str, Any
             upstream, up_port = _spawn_helper("upstream", workdir)
             kids.append(upstream)
             upstream_url = f"http://{HOST}:{up_port}"
-            print(f"fake upstream on {upstream_url} (pid {upstream.proc.pid})", flush=True)
+            print(f"fake upstream     {upstream_url} (pid {upstream.proc.pid})", flush=True)
+            results["direct"] = TargetResult("direct", up_port, upstream.proc.pid)
 
-            results["direct"] = _guard(
-                "direct", lambda: _measure("direct", up_port, cfg, scripts, upstream.proc.pid)
-            )
-
-            def bare() -> TargetResult:
+            try:
                 floor, port = _spawn_helper("floor", workdir, upstream_url)
                 kids.append(floor)
-                print(f"bare pass-through on :{port} (pid {floor.proc.pid})", flush=True)
-                try:
-                    res = _measure("bare", port, cfg, scripts, floor.proc.pid)
-                    res.peak_rss_mb = _vm_hwm_mb(floor.proc.pid)
-                finally:
-                    floor.stop()
-                return res
-
-            results["bare"] = _guard("bare", bare)
+                print(f"bare pass-through http://{HOST}:{port} (pid {floor.proc.pid})", flush=True)
+                results["bare"] = TargetResult("bare", port, floor.proc.pid)
+            except Exception as exc:
+                results["bare"] = TargetResult("bare", error=str(exc))
 
             if not skip_sidecar:
                 bundle_dir = workdir / "bundle"
                 bundle_dir.mkdir()
                 (bundle_dir / "bundle.yaml").write_text(_bundle_yaml(up_port))
+                sidecar: Child | None = None
+                try:
+                    # Start-to-ready on a quiet machine; the last instance serves the load.
+                    for i in range(READY_STARTS):
+                        if sidecar is not None:
+                            sidecar.stop()
+                        _wait_quiet(cfg.quiet_wait)
+                        sidecar, port, ready = _start_sidecar(
+                            workdir, bundle_dir, i, cfg.sidecar_env
+                        )
+                        kids.append(sidecar)
+                        ready_runs.append(ready)
+                        print(f"sidecar start {i + 1}: ready in {ready:.3f} s", flush=True)
+                    assert sidecar is not None
+                    print(f"sidecar           http://{HOST}:{port} (pid {sidecar.proc.pid})")
+                    results["sidecar"] = TargetResult("sidecar", port, sidecar.proc.pid)
+                except Exception as exc:
+                    ready_error = str(exc)
+                    print(f"[sidecar] ERROR: {exc}", file=sys.stderr, flush=True)
+                    results["sidecar"] = TargetResult("sidecar", error=str(exc))
 
-                def sidecar() -> TargetResult:
-                    nonlocal ready_error
-                    child: Child | None = None
-                    port = 0
-                    try:
-                        for i in range(READY_STARTS):
-                            if child is not None:
-                                child.stop()
-                            child, port, ready = _start_sidecar(workdir, bundle_dir, i)
-                            kids.append(child)
-                            ready_runs.append(ready)
-                            print(f"[sidecar] start {i + 1}: ready in {ready:.3f} s", flush=True)
-                    except Exception as exc:
-                        ready_error = str(exc)
-                        raise
-                    assert child is not None
-                    try:
-                        res = _measure("sidecar", port, cfg, scripts, child.proc.pid)
-                        res.peak_rss_mb = _vm_hwm_mb(child.proc.pid)
-                        if len(_proc_tree(child.proc.pid)) > 1:
-                            res.notes.append("peak RSS summed over the sidecar's child processes")
-                    finally:
-                        child.stop()
-                    return res
+            runnable = [t for t in results.values() if t.error is None]
+            per_round = len(runnable) * (3 if cfg.stream else 2) * cfg.seconds
+            print(
+                f"{cfg.rounds} interleaved round(s), ~{per_round * cfg.rounds / 60:.1f} min "
+                "of load plus warm-ups",
+                flush=True,
+            )
+            _measure_all(runnable, cfg, scripts)
 
-                results["sidecar"] = _guard("sidecar", sidecar)
+            for t in results.values():
+                if t.name != "direct" and t.pid is not None:
+                    t.peak_rss_mb = _vm_hwm_mb(t.pid)
+                    if len(_proc_tree(t.pid)) > 1:
+                        t.notes.append("peak RSS summed over the process and its children")
+            prof_target = results.get("sidecar") or results.get("bare")
+            if profile is not None and prof_target is not None and prof_target.error is None:
+                print(f"profiling {LABELS[prof_target.name]} with py-spy ...", flush=True)
+                profile_text = _profile(prof_target, cfg, scripts["plain"], profile)
+            for t in results.values():
+                if t.error and t.pid is not None:
+                    kid = next((k for k in kids if k.proc.pid == t.pid), None)
+                    if kid is not None:
+                        t.error += "\nlog tail:\n" + kid.log_tail()
     finally:
         if keep_logs:
             print(f"logs kept in {workdir}", flush=True)
@@ -964,16 +1133,18 @@ def run_bench(cfg: Config, skip_sidecar: bool, keep_logs: bool) -> dict[str, Any
             shutil.rmtree(workdir, ignore_errors=True)
 
     ready_median = statistics.median(ready_runs) if len(ready_runs) == READY_STARTS else None
-    checks = _checks(results, ready_median) if not skip_sidecar else []
-    table = _render(results, checks, ready_runs, cfg)
+    sums = {k: v.summary() for k, v in results.items()}
+    checks = [] if skip_sidecar else _checks(sums, ready_median)
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "config": asdict(cfg),
-        "targets": {k: asdict(v) for k, v in results.items()},
+        "summary": sums,
         "ready_s": {"runs": ready_runs, "median": ready_median, "error": ready_error},
         "checks": checks,
-        "markdown": table,
+        "profile": profile_text,
+        "targets": {k: asdict(v) for k, v in results.items()},
+        "markdown": _render(results, checks, ready_runs, cfg),
     }
 
 
@@ -982,9 +1153,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="~2 s per measurement instead of ~10 s")
     p.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
     p.add_argument("--connections", type=int, default=32, help="connections for req/s (32)")
+    p.add_argument(
+        "--rounds", type=int, help="interleaved rounds, median reported (default 3, --quick 1)"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="before each measurement wait up to S s for other load on the machine to end "
+        "(default 15; 0 disables)",
+    )
+    p.add_argument(
+        "--sidecar-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the sidecar, e.g. OTEL_SDK_DISABLED=true (repeatable)",
+    )
     p.add_argument("--no-stream", action="store_true", help="skip the streamed variant")
     p.add_argument("--skip-sidecar", action="store_true", help="only direct and bare rows")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="PATH",
+        help="after measuring, profile the sidecar under load with py-spy; stacks to PATH",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with child logs")
     p.add_argument(
         "--fail-on-target", action="store_true", help="exit 1 if any target check is not PASS"
@@ -1007,18 +1202,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         seconds=seconds,
         warmup=1.0 if seconds <= 3 else 2.0,
         connections=args.connections,
+        rounds=max(1, args.rounds if args.rounds else (1 if args.quick else 3)),
         stream=not args.no_stream,
+        quiet_wait=max(0.0, args.quiet_wait),
+        sidecar_env=list(args.sidecar_env),
     )
-    report = run_bench(cfg, args.skip_sidecar, args.keep_logs)
+    report = run_bench(cfg, args.skip_sidecar, args.keep_logs, args.py_spy)
     m = report["machine"]
     print()
     print(
         f"{report['date']} — {m['nproc']} CPU ({m['cpu']}), {m['mem_gib']} GiB, "
         f"Python {m['python']}, aiohttp {m['aiohttp']}, {m['event_loop']}, "
-        f"{cfg.seconds:.0f} s per measurement"
+        f"{cfg.seconds:.0f} s per measurement, median of {cfg.rounds} round(s)"
     )
+    if cfg.sidecar_env:
+        print(f"sidecar extra environment: {' '.join(cfg.sidecar_env)}")
     print()
     print(report["markdown"])
+    if report["profile"]:
+        print()
+        print(report["profile"])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
