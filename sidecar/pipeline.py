@@ -254,6 +254,7 @@ class Pipeline:
                         ),
                     )
                 yield chunk
+            resp.release()
             _end_attempt(attempt, resp.status)
         except (GeneratorExit, asyncio.CancelledError):
             error_type = "cancelled"
@@ -264,6 +265,7 @@ class Pipeline:
             failure = _upstream_failure(ex.upstream, exc, midstream=True)
             error_type = failure.kind.value
             _end_error(attempt, exc)
+            resp.close()
             yield adapter.stream_error(failure)
         finally:
             self._finish(ex, call, observer.usage, resp.status, error_type=error_type)

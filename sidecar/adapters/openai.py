@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -234,19 +235,27 @@ def _observe_object(obj: dict[str, Any], usage: Usage) -> None:
         usage.add_finish_reason(status)
 
 
+# Chunks only matter for accounting when they carry usage, a finish reason or a
+# whole response object; the rest (most of a stream) are searched, not parsed.
+_WORTH_PARSING = re.compile(rb'"(?:usage|finish_reason|status)"\s*:\s*[{"]')
+
+
 class OpenAIStreamObserver:
     """Chat/completions chunks carry the fields inline; Responses events wrap a response."""
 
-    __slots__ = ("_parser", "usage")
+    __slots__ = ("_parser", "_seen_first", "usage")
 
     def __init__(self) -> None:
         self._parser = SSEParser()
+        self._seen_first = False
         self.usage = Usage()
 
     def feed(self, chunk: bytes) -> None:
         for event in self._parser.feed(chunk):
             data = event.data
-            if not data or data == "[DONE]":
+            if self._seen_first and _WORTH_PARSING.search(data) is None:
+                continue
+            if data == b"[DONE]":
                 continue
             try:
                 obj = orjson.loads(data)
@@ -254,6 +263,7 @@ class OpenAIStreamObserver:
                 continue
             if not isinstance(obj, dict):
                 continue
+            self._seen_first = True
             response = obj.get("response")
             if isinstance(response, dict):
                 _observe_object(response, self.usage)

@@ -3,7 +3,8 @@
 Bytes go in as they arrive from the network, complete events come out; no
 sockets, no buffering beyond the one event still being received. This lets
 the proxy forward every chunk immediately while still learning usage, ids
-and finish reasons from the stream.
+and finish reasons from the stream. Event data stays bytes: most events are
+only searched, and JSON parsers take bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Event:
     event: str  # "" when the stream did not name it ("message" per the spec)
-    data: str
+    data: bytes
 
 
 class SSEParser:
@@ -25,28 +26,20 @@ class SSEParser:
     def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
         self._buf = b""
         self._event = ""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
         self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[Event]:
         buf = self._buf + chunk if self._buf else chunk
         events: list[Event] = []
-        start = 0
-        n = len(buf)
-        while start < n:
-            nl = buf.find(b"\n", start)
-            cr = buf.find(b"\r", start)
-            if nl < 0 and cr < 0:
-                break
-            if cr >= 0 and (nl < 0 or cr < nl):
-                if cr + 1 == n:
-                    break  # a lone CR at the end may be the first half of CRLF
-                end, nxt = cr, cr + (2 if buf[cr + 1 : cr + 2] == b"\n" else 1)
-            else:
-                end, nxt = nl, nl + 1
-            self._line(buf[start:end], events)
-            start = nxt
-        self._buf = buf[start:]
+        if b"\r" in buf:
+            self._buf = self._feed_any_newline(buf, events)
+        else:
+            # The common case (LF only): let C split the lines.
+            lines = buf.split(b"\n")
+            self._buf = lines.pop()
+            for line in lines:
+                self._line(line, events)
         if len(self._buf) > self._max:
             # An endless line is not an event stream we can parse; drop it rather than grow.
             self._buf = b""
@@ -66,20 +59,39 @@ class SSEParser:
         self._event = ""
         return events
 
-    def _line(self, raw: bytes, events: list[Event]) -> None:
-        if not raw:
+    def _feed_any_newline(self, buf: bytes, events: list[Event]) -> bytes:
+        start = 0
+        n = len(buf)
+        while start < n:
+            nl = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start)
+            if nl < 0 and cr < 0:
+                break
+            if cr >= 0 and (nl < 0 or cr < nl):
+                if cr + 1 == n:
+                    break  # a lone CR at the end may be the first half of CRLF
+                end, nxt = cr, cr + (2 if buf[cr + 1] == 10 else 1)
+            else:
+                end, nxt = nl, nl + 1
+            self._line(buf[start:end], events)
+            start = nxt
+        return buf[start:]
+
+    def _line(self, line: bytes, events: list[Event]) -> None:
+        if not line:
             if self._data:
-                events.append(Event(self._event, "\n".join(self._data)))
+                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                events.append(Event(self._event, data))
             self._data = []
             self._event = ""
             return
-        line = raw.decode("utf-8", "replace")
-        if line[0] == ":":
-            return
-        name, sep, value = line.partition(":")
-        if sep and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
+        if line.startswith(b"data"):
+            value = line[4:]
+            if value[:1] == b":":
+                value = value[2:] if value[1:2] == b" " else value[1:]
+                self._data.append(value)
+            elif not value:
+                self._data.append(b"")
+        elif line.startswith(b"event:"):
+            value = line[6:]
+            self._event = (value[1:] if value[:1] == b" " else value).decode("utf-8", "replace")

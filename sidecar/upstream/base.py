@@ -12,11 +12,21 @@ class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
 
-    async def read(self) -> bytes: ...
+    async def read(self) -> bytes:
+        """The whole body; the connection goes back to the pool."""
+        ...
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; call `release()` after the last chunk."""
+        ...
 
-    def close(self) -> None: ...
+    def release(self) -> None:
+        """Body fully read: keep the connection for the next request."""
+        ...
+
+    def close(self) -> None:
+        """Abandon the body: drop the connection."""
+        ...
 
 
 class Transport(Protocol):

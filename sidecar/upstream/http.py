@@ -30,12 +30,11 @@ class HttpResponse:
         finally:
             self._resp.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        finally:
-            self._resp.release()
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    def release(self) -> None:
+        self._resp.release()
 
     def close(self) -> None:
         self._resp.close()

@@ -59,6 +59,9 @@ class MockResponse:
                 await asyncio.sleep(self._delay)
             yield event
 
+    def release(self) -> None:
+        return None
+
     def close(self) -> None:
         self._events = []
 

@@ -264,3 +264,23 @@ def test_usage_from_plain_bodies() -> None:
         == 33
     )
     assert OPENAI.usage_from_body("/v1/chat/completions", b"garbage").input_tokens is None
+
+
+def test_stream_observer_reads_spaced_json_from_other_servers() -> None:
+    # Servers that pretty-print JSON (", " and ": " separators) must be read the same way.
+    stream = (
+        b'data: {"id": "x1", "model": "llama", "choices": [{"delta": {"content": "a"}, '
+        b'"finish_reason": null}]}\n\n'
+        b'data: {"id": "x1", "model": "llama", "choices": [{"delta": {}, '
+        b'"finish_reason": "length"}], "usage": {"prompt_tokens": 5, "completion_tokens": 9}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    observer = OPENAI.stream_observer("/v1/chat/completions")
+    observer.feed(stream)
+    u = observer.usage
+    assert (u.response_id, u.input_tokens, u.output_tokens, u.finish_reasons) == (
+        "x1",
+        5,
+        9,
+        ["length"],
+    )

@@ -19,10 +19,10 @@ STREAM = (
     b"data: [DONE]\r\r"
 )
 EXPECTED = [
-    Event("message_start", '{"a": 1}'),
-    Event("", "line one\nline two"),
-    Event("ping", "no-space"),
-    Event("", "[DONE]"),
+    Event("message_start", b'{"a": 1}'),
+    Event("", b"line one\nline two"),
+    Event("ping", b"no-space"),
+    Event("", b"[DONE]"),
 ]
 
 
@@ -62,10 +62,16 @@ def test_unterminated_event_is_not_emitted() -> None:
 def test_utf8_split_inside_a_character() -> None:
     data = "data: héllo ✓\n\n".encode()
     cut = data.index("✓".encode()) + 1
-    assert feed_all([data[:cut], data[cut:]]) == [Event("", "héllo ✓")]
+    assert feed_all([data[:cut], data[cut:]]) == [Event("", "héllo ✓".encode())]
 
 
 def test_runaway_line_is_dropped_not_kept() -> None:
     parser = SSEParser(max_event_bytes=64)
     parser.feed(b"data: " + b"x" * 100)
-    assert parser.feed(b"\n\ndata: ok\n\n") == [Event("", "ok")]
+    assert parser.feed(b"\n\ndata: ok\n\n") == [Event("", b"ok")]
+
+
+def test_field_rules() -> None:
+    # "data" with no colon is an empty data line; "database:" is another field entirely.
+    stream = b"data\ndata: x\ndatabase: y\nid: 7\nretry: 10\n\n"
+    assert feed_all([stream]) == [Event("", b"\nx")]
