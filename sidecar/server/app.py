@@ -103,8 +103,8 @@ class Sidecar:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         loop.add_signal_handler(signal.SIGTERM, done.set)
         loop.add_signal_handler(signal.SIGINT, done.set)
-        await self.start()
         try:
+            await self.start()
             await done.wait()
             log.info("stopping")
         finally:
