@@ -36,7 +36,7 @@ async def watch_bundle(store: BundleStore, stop: asyncio.Event) -> None:
                 target,
                 stop_event=stop,
                 debounce=DEBOUNCE_MS,
-                step=25,
+                step=50,
                 recursive=is_dir,
                 watch_filter=None,
                 ignore_permission_denied=True,

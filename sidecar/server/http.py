@@ -77,12 +77,12 @@ class ProxyHandlers:
         length = request.content_length
         if length is not None and length > self.max_body_bytes:
             raise _too_large(length, self.max_body_bytes)
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                raise _too_large(None, self.max_body_bytes)
-        return bytes(body)
+        try:
+            # The application's client_max_size is the same limit, so a chunked body
+            # that grows past it stops being read at the limit.
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(None, self.max_body_bytes) from None
 
     async def _stream(self, request: web.Request, result: StreamReply) -> web.StreamResponse:
         response = web.StreamResponse(status=result.status, headers=result.headers)
@@ -193,8 +193,8 @@ def _response(reply: Reply) -> web.Response:
 
 
 def proxy_app(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> web.Application:
-    # The handlers enforce the body limit themselves, to answer in the caller's protocol.
-    app = web.Application(client_max_size=max_body_bytes + 1)
+    # Handlers turn aiohttp's body-limit error into one in the caller's protocol.
+    app = web.Application(client_max_size=max_body_bytes)
     app.add_routes(ProxyHandlers(store, pipeline, max_body_bytes).routes())
     app.router.add_route("*", "/{tail:.*}", _unknown_path)
     return app
