@@ -53,9 +53,10 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def validate(document: Any) -> list[Problem]:
+    """Every problem at once: schema errors and broken references together."""
     problems = schema_problems(document)
-    if not problems:
-        problems = reference_problems(document)
+    if isinstance(document, dict):
+        problems += reference_problems(document)
     return sorted(set(problems))
 
 
@@ -110,11 +111,16 @@ def _did_you_mean(word: str, options: Sequence[str]) -> str:
 def reference_problems(document: dict[str, Any]) -> list[Problem]:
     """Checks JSON Schema cannot express: names that must refer to something."""
     problems: list[Problem] = []
-    upstreams: dict[str, Any] = document.get("upstreams") or {}
+    upstreams = document.get("upstreams")
+    if not isinstance(upstreams, dict):
+        upstreams = {}
+    routes = document.get("routes")
     names: dict[str, int] = {}
-    for i, route in enumerate(document.get("routes") or []):
-        target = route["upstream"]
-        if target not in upstreams:
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, dict):
+            continue  # the schema has said what is wrong with it
+        target = route.get("upstream")
+        if isinstance(target, str) and target not in upstreams:
             problems.append(
                 Problem(
                     format_path(["routes", i, "upstream"]),
@@ -122,7 +128,7 @@ def reference_problems(document: dict[str, Any]) -> list[Problem]:
                 )
             )
         name = route.get("name")
-        if name is not None:
+        if isinstance(name, str):
             if name in names:
                 problems.append(
                     Problem(
@@ -131,9 +137,10 @@ def reference_problems(document: dict[str, Any]) -> list[Problem]:
                     )
                 )
             names[name] = i
+        match = route.get("match")
         for field in ("path", "model"):
-            glob = (route.get("match") or {}).get(field)
-            if glob is not None and _bad_glob(glob):
+            glob = match.get(field) if isinstance(match, dict) else None
+            if isinstance(glob, str) and _bad_glob(glob):
                 problems.append(
                     Problem(
                         format_path(["routes", i, "match", field]),

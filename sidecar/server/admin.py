@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 from aiohttp import web
 
@@ -11,18 +13,23 @@ from sidecar.telemetry.setup import Telemetry
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def admin_app(store: BundleStore, telemetry: Telemetry) -> web.Application:
+def admin_app(
+    store: BundleStore, telemetry: Telemetry, serving: Callable[[], bool]
+) -> web.Application:
+    """`serving` says whether the proxy listener accepts calls: ready needs that too."""
+
     async def healthz(request: web.Request) -> web.Response:
         return _json(200, {"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
         status = store.status()
-        body = {
-            "ready": status["ready"],
-            "revision": status["revision"],
-            "reason": None if status["ready"] else "no valid policy bundle loaded yet",
-        }
-        return _json(200 if status["ready"] else 503, body)
+        reason = None
+        if not status["ready"]:
+            reason = "no valid policy bundle loaded yet"
+        elif not serving():
+            reason = "the proxy listener is not accepting calls"
+        body = {"ready": reason is None, "revision": status["revision"], "reason": reason}
+        return _json(503 if reason else 200, body)
 
     async def bundle(request: web.Request) -> web.Response:
         return _json(200, store.status())

@@ -35,16 +35,18 @@ class Sidecar:
         self._watch: asyncio.Task[None] | None = None
         self.http_address: tuple[str, int] | None = None
         self.admin_address: tuple[str, int] | None = None
+        self.serving = False  # the proxy listener accepts calls
 
     async def start(self, *, watch: bool = True) -> None:
         # Admin first, so probes answer (not ready) while the first bundle loads.
         self.admin_address = await self._listen(
-            admin_app(self.store, self.telemetry), self.settings.admin
+            admin_app(self.store, self.telemetry, lambda: self.serving), self.settings.admin
         )
         await self.store.load(reason="start")
         self.http_address = await self._listen(
             proxy_app(self.store, self.pipeline, self.settings.max_body_bytes), self.settings.http
         )
+        self.serving = True
         if watch:
             self._watch = asyncio.get_running_loop().create_task(
                 watch_bundle(self.store, self._stop)
@@ -80,6 +82,7 @@ class Sidecar:
         return str(address[0]), int(address[1])
 
     async def stop(self) -> None:
+        self.serving = False
         self._stop.set()
         if self._watch is not None:
             self._watch.cancel()

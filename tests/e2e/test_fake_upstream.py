@@ -219,3 +219,20 @@ async def test_records_raw_requests(fake: FakeUpstream) -> None:
     assert fake.requests[0].headers["x-mine"] == "1"
     assert fake.requests[1].path == "/v1/v1/models"
     assert "X-Mine: 1" in fake.everything_seen()
+
+
+async def test_compressed_replies(fake: FakeUpstream) -> None:
+    fake.compress = True
+    done = await oai(fake).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "zip"}]
+    )
+    assert done.choices[0].message.content == "fake says: zip"
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.post(
+            f"{fake.url}/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "zip"}]},
+            headers={"Accept-Encoding": "gzip"},
+        ) as resp,
+    ):
+        assert resp.headers.get("Content-Encoding") == "gzip"

@@ -7,16 +7,16 @@ x-sidecar-* response headers, GET /v1/models answered from the bundle.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
-
 from fakes.upstream import FakeUpstream
 
-from .conftest import (
+from .harness import (
     AGENT_KEY,
     OPENAI_KEY,
     Sidecar,
@@ -37,6 +37,8 @@ def assert_clean_upstream_request(fake: FakeUpstream, path: str) -> None:
     assert req.header_values("Authorization") == [f"Bearer {OPENAI_KEY}"]
     assert req.header_values("X-Static") == ["yes"]
     assert "x-api-key" not in req.headers
+    # A proxy addresses the upstream: Host must name it, not the sidecar.
+    assert req.header_values("Host") == [f"127.0.0.1:{fake.port}"]
     assert AGENT_KEY not in fake.everything_seen()
 
 
@@ -46,14 +48,12 @@ async def test_chat_plain(sidecar: Sidecar, fake: FakeUpstream) -> None:
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "hello plain"},
     ]
-    raw = await client.chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=messages
-    )
+    raw = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
     completion = raw.parse()
     assert completion.choices[0].message.content == "fake says: hello plain"
     assert completion.model == "gpt-4o"
     assert completion.usage is not None
-    assert completion.usage.completion_tokens == 3
+    assert completion.usage.completion_tokens == 4  # "fake says: hello plain"
     assert completion.usage.total_tokens == (
         completion.usage.prompt_tokens + completion.usage.completion_tokens
     )
@@ -281,3 +281,181 @@ async def test_api_key_from_file(
     )
     assert fake.last_request.header_values("Authorization") == ["Bearer key-from-file-789"]
     assert AGENT_KEY not in fake.everything_seen()
+
+
+async def test_no_api_key_configured_still_strips_agent_key(
+    tmp_path: Path, launch: SidecarLauncher, fake: FakeUpstream, fake_claude: FakeUpstream
+) -> None:
+    """``api_key`` is optional; without one the agent's key must still never be forwarded."""
+    bundle = standard_bundle(fake.url, fake_claude.url)
+    del bundle["upstreams"]["fake"]["api_key"]
+    del bundle["upstreams"]["claude"]["api_key"]
+    sc = await launch(write_bundle(tmp_path / "b", bundle))
+    reply = await sc.openai().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "keyless"}]
+    )
+    assert reply.choices[0].message.content == "fake says: keyless"
+    msg = await sc.anthropic().messages.create(
+        model="claude-fake-1", max_tokens=8, messages=[{"role": "user", "content": "keyless"}]
+    )
+    assert msg.content[0].type == "text"
+    assert AGENT_KEY not in fake.everything_seen()
+    assert AGENT_KEY not in fake_claude.everything_seen()
+    assert fake.last_request.header_values("Authorization") == []
+    assert fake_claude.last_request.header_values("x-api-key") == []
+
+
+async def test_agent_credentials_stripped_in_any_case(
+    sidecar: Sidecar, fake: FakeUpstream, fake_claude: FakeUpstream
+) -> None:
+    """Header names are case-insensitive: AUTHORIZATION / X-API-KEY must be stripped too."""
+    headers = {
+        "Content-Type": "application/json",
+        "AUTHORIZATION": f"Bearer {AGENT_KEY}",
+        "X-API-KEY": AGENT_KEY,
+        "anthropic-version": "2023-06-01",
+    }
+    chat = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "case"}]}'
+    msgs = (
+        b'{"model": "claude-fake-1", "max_tokens": 8,'
+        b' "messages": [{"role": "user", "content": "case"}]}'
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{sidecar.openai_base}/chat/completions", data=chat, headers=headers
+        ) as r:
+            assert r.status == 200, await r.text()
+        async with session.post(f"{sidecar.url}/v1/messages", data=msgs, headers=headers) as r:
+            assert r.status == 200, await r.text()
+    assert AGENT_KEY not in fake.everything_seen()
+    assert AGENT_KEY not in fake_claude.everything_seen()
+    assert fake.last_request.header_values("Authorization") == [f"Bearer {OPENAI_KEY}"]
+
+
+async def test_connection_nominated_headers_are_hop_by_hop(
+    sidecar: Sidecar, fake: FakeUpstream
+) -> None:
+    """RFC 9110 7.6.1: headers named in ``Connection`` are hop-by-hop and not forwarded."""
+    body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "conn"}]}'
+    headers = {
+        "Content-Type": "application/json",
+        "Connection": "keep-alive, X-Hop-Only",
+        "X-Hop-Only": "for-the-sidecar-only",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sidecar.openai_base}/chat/completions", data=body, headers=headers) as r,
+    ):
+        assert r.status == 200, await r.text()
+    assert "X-Hop-Only" not in fake.last_request.headers
+
+
+async def test_glob_is_a_full_match(sidecar: Sidecar, fake: FakeUpstream) -> None:
+    """``gpt-*`` must not route ``my-gpt-4o`` (a search instead of a full match would)."""
+    with pytest.raises(openai.NotFoundError) as excinfo:
+        await sidecar.openai().chat.completions.create(
+            model="my-gpt-4o", messages=[{"role": "user", "content": "glob"}]
+        )
+    assert "my-gpt-4o" in excinfo.value.message
+    assert fake.requests == []
+
+
+async def test_completions_streamed(sidecar: Sidecar, fake: FakeUpstream) -> None:
+    stream = await sidecar.openai().completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="stream legacy", stream=True
+    )
+    text = ""
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].text
+    assert text == "fake says: stream legacy"
+    assert fake.streams_completed == 1
+
+
+async def test_compressed_upstream_reply(sidecar: Sidecar, fake: FakeUpstream) -> None:
+    """Real providers gzip JSON replies; the agent must still get a body it can decode."""
+    fake.compress = True
+    reply = await sidecar.openai().chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "gzip me"}]
+    )
+    assert reply.choices[0].message.content == "fake says: gzip me"
+    emb = await sidecar.openai().embeddings.create(model="text-embedding-3-small", input="z")
+    assert len(emb.data[0].embedding) == 8
+
+
+async def test_traceparent_on_anthropic_route(sidecar: Sidecar, fake_claude: FakeUpstream) -> None:
+    client = sidecar.anthropic(
+        default_headers={"x-api-key": AGENT_KEY, "traceparent": AGENT_TRACEPARENT}
+    )
+    await client.messages.create(
+        model="claude-fake-1", max_tokens=8, messages=[{"role": "user", "content": "tp"}]
+    )
+    match = TRACEPARENT_RE.match(fake_claude.last_request.headers.get("traceparent", ""))
+    assert match and match.group(1) == TRACE_ID
+
+
+async def test_invalid_agent_traceparent_is_replaced(sidecar: Sidecar, fake: FakeUpstream) -> None:
+    client = sidecar.openai(default_headers={"traceparent": "not-a-traceparent"})
+    await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "bad tp"}]
+    )
+    sent = fake.last_request.header_values("traceparent")
+    assert len(sent) == 1 and TRACEPARENT_RE.match(sent[0]), sent
+
+
+async def test_concurrent_calls_do_not_cross(sidecar: Sidecar, fake: FakeUpstream) -> None:
+    client = sidecar.openai()
+
+    async def one(i: int) -> tuple[str, str, str]:
+        if i % 2:
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": f"n{i}"}], stream=True
+            )
+            text = ""
+            async for chunk in stream:
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+            return f"n{i}", text, ""
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": f"n{i}"}]
+        )
+        content = raw.parse().choices[0].message.content or ""
+        return f"n{i}", content, raw.headers.get("x-sidecar-decision-id", "")
+
+    fake.chunk_delay = 0.01
+    results = await asyncio.gather(*(one(i) for i in range(16)))
+    for asked, got, _ in results:
+        assert got == f"fake says: {asked}"
+    ids = [d for _, _, d in results if d]
+    assert len(ids) == 8 and len(set(ids)) == 8, ids
+
+
+async def test_base_url_path_is_kept(
+    tmp_path: Path, launch: SidecarLauncher, fake: FakeUpstream, fake_claude: FakeUpstream
+) -> None:
+    """A gateway base_url with its own path: the request path is appended to it, and a
+    base_url ending in /v1 does not repeat /v1.  ``provider`` defaults to openai."""
+    async with FakeUpstream(name="gw", path_prefix="/openai") as gateway:
+        bundle = standard_bundle(fake.url, fake_claude.url)
+        bundle["upstreams"]["gw_v1"] = {
+            "base_url": f"{gateway.url}/openai/v1",
+            "api_key": {"env": "FAKE_KEY"},
+        }
+        bundle["upstreams"]["gw_root"] = {
+            "base_url": f"{gateway.url}/openai",
+            "api_key": {"env": "FAKE_KEY"},
+        }
+        bundle["routes"] = [
+            {"match": {"model": "gw1-*"}, "upstream": "gw_v1"},
+            {"match": {"model": "gw2-*"}, "upstream": "gw_root"},
+            *bundle["routes"],
+        ]
+        sc = await launch(write_bundle(tmp_path / "b", bundle))
+        for model in ("gw1-model", "gw2-model"):
+            reply = await sc.openai().chat.completions.create(
+                model=model, messages=[{"role": "user", "content": model}]
+            )
+            assert reply.choices[0].message.content == f"gw says: {model}"
+            assert gateway.last_request.path == "/openai/v1/chat/completions"
+            assert gateway.last_request.header_values("Authorization") == [f"Bearer {OPENAI_KEY}"]
+        assert AGENT_KEY not in gateway.everything_seen()

@@ -27,6 +27,18 @@ Controls (plain attributes, change them at any time):
   ``first_chunk_sent`` is set at that moment.
 * ``fail_next()``    -- force a status and body for the next N requests.
 * ``abort_after_chunks`` -- drop the TCP connection after N text deltas.
+* ``compress``       -- gzip non-streamed JSON replies when the client accepts it,
+  as the real providers do (a proxy must not mangle Content-Encoding).
+
+Constructor-only: ``name`` (used in replies and ids), ``models`` (GET /v1/models),
+``path_prefix`` (serve under e.g. ``/openai/v1/...`` like a gateway would).
+
+Recorded traffic: ``requests`` (list of :class:`RecordedRequest`: method, path,
+query_string, headers (case-insensitive copy), raw body; ``.json()``,
+``.header_values(name)``), ``last_request``, ``requests_to(path)``,
+``everything_seen()`` (all headers and bodies as text, for leak checks),
+``wait_for_requests(n)``, and the counters ``streams_started`` /
+``streams_completed``.  ``reset()`` clears them.
 """
 
 from __future__ import annotations
@@ -101,14 +113,19 @@ class FakeUpstream:
         models: list[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        path_prefix: str = "",
     ) -> None:
         self.name = name
+        # Serve under e.g. "/openai" (a gateway in front of the provider), so tests can
+        # check that a base_url's own path is kept when the request path is appended.
+        self.path_prefix = path_prefix.rstrip("/")
         self.reply: str | ReplyFn | None = reply
         self.stream_chunks = stream_chunks
         self.chunk_delay = chunk_delay
         self.models = models if models is not None else ["fake-model-1", "fake-model-2"]
         self.gate: asyncio.Event | None = None
         self.abort_after_chunks: int | None = None
+        self.compress = False
         self.first_chunk_sent = asyncio.Event()
         self.requests: list[RecordedRequest] = []
         self.streams_started = 0
@@ -125,13 +142,14 @@ class FakeUpstream:
     async def start(self) -> FakeUpstream:
         """Bind and serve; returns self so ``fake = await FakeUpstream().start()`` works."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
-        app.router.add_post("/v1/completions", self._completions)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_post("/v1/responses", self._responses)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        p = self.path_prefix
+        app.router.add_post(f"{p}/v1/chat/completions", self._chat_completions)
+        app.router.add_post(f"{p}/v1/completions", self._completions)
+        app.router.add_post(f"{p}/v1/embeddings", self._embeddings)
+        app.router.add_post(f"{p}/v1/responses", self._responses)
+        app.router.add_get(f"{p}/v1/models", self._models)
+        app.router.add_post(f"{p}/v1/messages", self._messages)
+        app.router.add_post(f"{p}/v1/messages/count_tokens", self._count_tokens)
         # Anything else is recorded too, so a test can see e.g. a doubled /v1/v1 prefix.
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         app.middlewares.append(self._record_and_force)
@@ -275,6 +293,13 @@ class FakeUpstream:
         response: web.StreamResponse = await handler(request)
         return response
 
+    def _json(self, payload: JSON, *, headers: Mapping[str, str]) -> web.Response:
+        """A JSON reply, gzip-compressed when ``compress`` is on (real providers do that)."""
+        resp = web.json_response(payload, headers=dict(headers))
+        if self.compress:
+            resp.enable_compression(web.ContentCoding.gzip)
+        return resp
+
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}{self.name}{next(self._ids):06d}"
 
@@ -290,7 +315,7 @@ class FakeUpstream:
             raise _json_error(request.path, 400, "fake: body must be a JSON object")
         return data
 
-    def _pieces(self, text: str) -> list[str]:
+    def pieces(self, text: str) -> list[str]:
         """Cut ``text`` into ``stream_chunks`` non-empty pieces that join back to it."""
         n = max(1, min(self.stream_chunks, len(text))) if text else 1
         size, extra = divmod(len(text), n)
@@ -363,7 +388,7 @@ class FakeUpstream:
         cid = self._new_id("chatcmpl-")
         created = int(time.time())
         if not body.get("stream"):
-            return web.json_response(
+            return self._json(
                 {
                     "id": cid,
                     "object": "chat.completion",
@@ -408,7 +433,7 @@ class FakeUpstream:
 
         async def events() -> AsyncIterator[bytes]:
             yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
-            for i, piece in enumerate(self._pieces(text), start=1):
+            for i, piece in enumerate(self.pieces(text), start=1):
                 yield chunk({"content": piece}, None)
                 await self._after_text_chunk(request, i)
             yield chunk({}, "stop")
@@ -453,12 +478,12 @@ class FakeUpstream:
             }
 
         if not body.get("stream"):
-            return web.json_response(
+            return self._json(
                 {**payload(text, "stop"), "usage": usage}, headers=self._common_headers()
             )
 
         async def events() -> AsyncIterator[bytes]:
-            for i, piece in enumerate(self._pieces(text), start=1):
+            for i, piece in enumerate(self.pieces(text), start=1):
                 yield _sse_data(payload(piece, None))
                 await self._after_text_chunk(request, i)
             yield _sse_data(payload("", "stop"))
@@ -487,7 +512,7 @@ class FakeUpstream:
                 else vector
             )
             data.append({"object": "embedding", "index": index, "embedding": encoded})
-        return web.json_response(
+        return self._json(
             {
                 "object": "list",
                 "data": data,
@@ -561,7 +586,7 @@ class FakeUpstream:
             }
 
         if not body.get("stream"):
-            return web.json_response(
+            return self._json(
                 response("completed", [item("completed", [part(text)])], True),
                 headers=self._common_headers(),
             )
@@ -582,7 +607,7 @@ class FakeUpstream:
                 {"output_index": 0, "item": item("in_progress", [])},
             )
             yield event("response.content_part.added", {**where, "part": part("")})
-            for i, piece in enumerate(self._pieces(text), start=1):
+            for i, piece in enumerate(self.pieces(text), start=1):
                 yield event("response.output_text.delta", {**where, "delta": piece, "logprobs": []})
                 await self._after_text_chunk(request, i)
             yield event("response.output_text.done", {**where, "text": text, "logprobs": []})
@@ -609,7 +634,7 @@ class FakeUpstream:
                 }
                 for m in self.models
             ]
-            return web.json_response(
+            return self._json(
                 {
                     "data": data,
                     "has_more": False,
@@ -618,7 +643,7 @@ class FakeUpstream:
                 },
                 headers=self._common_headers(),
             )
-        return web.json_response(
+        return self._json(
             {
                 "object": "list",
                 "data": [
@@ -641,7 +666,7 @@ class FakeUpstream:
         output_tokens = _words(text)
         mid = self._new_id("msg_")
         if not body.get("stream"):
-            return web.json_response(
+            return self._json(
                 {
                     "id": mid,
                     "type": "message",
@@ -690,7 +715,7 @@ class FakeUpstream:
                 {"index": 0, "content_block": {"type": "text", "text": ""}},
             )
             yield event("ping", {})
-            for i, piece in enumerate(self._pieces(text), start=1):
+            for i, piece in enumerate(self.pieces(text), start=1):
                 yield event(
                     "content_block_delta",
                     {"index": 0, "delta": {"type": "text_delta", "text": piece}},
@@ -712,7 +737,7 @@ class FakeUpstream:
         body = await self._json_body(request)
         messages = body.get("messages") or []
         tokens = _count_tokens(messages) + _words(_text_of(body.get("system", "")))
-        return web.json_response({"input_tokens": tokens}, headers=self._common_headers())
+        return self._json({"input_tokens": tokens}, headers=self._common_headers())
 
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         raise _json_error(
@@ -733,7 +758,7 @@ def _sse_data(payload: JSON) -> bytes:
 
 def _error_body(path: str, status: int, message: str) -> JSON:
     """The provider's own error shape for ``path``."""
-    if path.startswith("/v1/messages"):
+    if "/v1/messages" in path:
         kind = {
             400: "invalid_request_error",
             401: "authentication_error",

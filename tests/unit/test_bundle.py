@@ -105,7 +105,12 @@ def test_every_error_with_its_path(tmp_path: Path) -> None:
             "weird": {"base_url": "ftp://x", "provider": "cohere"},
             "keyed": {"base_url": "http://x", "api_key": {"env": "A", "file": "/b"}},
         },
-        "routes": [{"upstream": "openai"}, {"upstream": "openai", "match": {"modle": "x"}}],
+        "routes": [
+            {"upstream": "openai"},
+            {"upstream": "openai", "match": {"modle": "x"}},
+            {"upstream": "opnai"},
+            "not a route",
+        ],
         "gaurds": {},
     }
     problems = problems_of(tmp_path, doc)
@@ -116,7 +121,10 @@ def test_every_error_with_its_path(tmp_path: Path) -> None:
     assert "upstreams.keyed.api_key: give exactly one of {env: NAME} or {file: PATH}" in problems
     assert "routes[1].match.modle: unknown field 'modle' (did you mean 'model'?)" in problems
     assert "gaurds: unknown field 'gaurds'" in problems
-    assert len(problems) == 7
+    # broken references are reported together with schema errors, not after them
+    assert "routes[2].upstream: unknown upstream 'opnai' (did you mean 'openai'?)" in problems
+    assert any(p.startswith("routes[3]:") for p in problems)
+    assert len(problems) == 9
 
 
 def test_reference_errors(tmp_path: Path) -> None:
