@@ -80,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from sidecar.bundle.check import check
 
-        return check(args.bundle, sys.stdout, sys.stderr)
+        try:
+            return check(args.bundle, sys.stdout, sys.stderr)
+        except BrokenPipeError:  # `sidecar check B | head` is fine
+            return 0
     if args.command == "schema":
         from importlib import resources
 

@@ -27,6 +27,7 @@ _ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.UNAUTHENTICATED: "authentication_error",
     ErrorKind.FORBIDDEN: "permission_error",
     ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.METHOD_NOT_ALLOWED: "invalid_request_error",
     ErrorKind.TOO_LARGE: "request_too_large",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
     ErrorKind.INTERNAL: "api_error",

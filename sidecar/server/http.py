@@ -46,6 +46,9 @@ class ProxyHandlers:
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{model:.+}", self.get_model),
         ]
+        # Registered after the real methods: any other method on a known path.
+        defs += [web.route("*", path, _wrong_method) for path in ADAPTERS]
+        defs += [web.route("*", "/v1/models", _wrong_method)]
         return defs
 
     # --- LLM calls -----------------------------------------------------------------------
@@ -200,12 +203,25 @@ def proxy_app(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> we
     return app
 
 
+def _shape_for(request: web.Request) -> Adapter:
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return anthropic.ADAPTER
+    return openai.ADAPTER
+
+
 async def _unknown_path(request: web.Request) -> web.Response:
-    adapter: Adapter = (
-        anthropic.ADAPTER if "anthropic-version" in request.headers else openai.ADAPTER
-    )
     err = SidecarError(
         ErrorKind.NOT_FOUND, f"the sidecar does not serve {request.method} {request.path}"
     )
     headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json"})
-    return web.Response(status=404, headers=headers, body=adapter.error_body(err))
+    return web.Response(status=404, headers=headers, body=_shape_for(request).error_body(err))
+
+
+async def _wrong_method(request: web.Request) -> web.Response:
+    allowed = "GET" if request.path == "/v1/models" else "POST"
+    err = SidecarError(
+        ErrorKind.METHOD_NOT_ALLOWED,
+        f"{request.method} is not allowed on {request.path}; use {allowed}",
+    )
+    headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json", "allow": allowed})
+    return web.Response(status=405, headers=headers, body=_shape_for(request).error_body(err))

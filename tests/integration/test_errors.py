@@ -167,3 +167,20 @@ async def test_unknown_path_is_a_provider_shaped_404(
     assert (
         status == 404 and "does not serve POST /v1/images/generations" in body["error"]["message"]
     )
+
+
+async def test_wrong_method_is_a_provider_shaped_405(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(openai_bundle(fake))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{sc.base}/v1/chat/completions") as resp:
+            assert resp.status == 405 and resp.headers["allow"] == "POST"
+            body = await resp.json()
+            assert "GET is not allowed on /v1/chat/completions" in body["error"]["message"]
+        async with http.put(f"{sc.base}/v1/messages") as resp:
+            assert resp.status == 405
+            assert (await resp.json())["type"] == "error"
+        async with http.post(f"{sc.base}/v1/models") as resp:
+            assert resp.status == 405 and resp.headers["allow"] == "GET"
+    await still_serving(sc)
