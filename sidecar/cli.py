@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         "otlp reads the standard OTEL_EXPORTER_OTLP_* variables)",
     )
     run.add_argument(
+        "--agent",
+        metavar="NAME",
+        help="the pod's own agent identity (env SIDECAR_AGENT; default 'agent')",
+    )
+    run.add_argument(
+        "--tenant",
+        metavar="NAME",
+        help="the pod's tenant (env SIDECAR_TENANT; default 'default')",
+    )
+    run.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         help="env SIDECAR_LOG_LEVEL; default info",
@@ -104,6 +114,8 @@ def _run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             otel_exporter=args.otel_exporter,
             log_level=args.log_level,
+            agent=args.agent,
+            tenant=args.tenant,
         )
     except SettingsError as exc:
         print(f"sidecar: {exc}", file=sys.stderr)

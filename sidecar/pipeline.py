@@ -23,6 +23,8 @@ from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward import downstream_headers, upstream_headers
+from sidecar.identity.principal import PodIdentity, Principal
+from sidecar.identity.resolve import identify
 from sidecar.telemetry import names
 from sidecar.telemetry.setup import Telemetry
 from sidecar.upstream.base import UpstreamResponse
@@ -58,10 +60,12 @@ class Exchange:
     span: Span | None = None
     route: Route | None = None
     upstream: UpstreamSpec | None = None
+    principal: Principal | None = None
 
 
 class Pipeline:
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, pod: PodIdentity) -> None:
+        self.pod = pod
         self._tracer = telemetry.tracer
         self._m = telemetry.instruments
         self._recording = telemetry.recording
@@ -93,6 +97,7 @@ class Pipeline:
         )
         ex.span = span
         try:
+            self.identify(gen, headers, ex)
             route, spec = self._route(gen, call, ex)
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
@@ -131,6 +136,14 @@ class Pipeline:
         )
 
     # --- stages --------------------------------------------------------------------------
+
+    def identify(self, gen: Generation, headers: Mapping[str, str], ex: Exchange) -> Principal:
+        principal = identify(gen.snapshot.identity, self.pod, headers)
+        ex.principal = principal
+        if self._recording and ex.span is not None:
+            ex.span.set_attribute(names.SIDECAR_TENANT_ID, principal.tenant)
+            ex.span.set_attribute(names.SIDECAR_PRINCIPAL_ID, principal.id)
+        return principal
 
     def _route(self, gen: Generation, call: Call, ex: Exchange) -> tuple[Route, UpstreamSpec]:
         route = gen.snapshot.route(call.path, call.model)

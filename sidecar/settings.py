@@ -42,6 +42,8 @@ class Settings:
     max_body_bytes: int
     otel_exporter: Exporter
     log_level: str
+    agent: str = "agent"
+    tenant: str = "default"
 
     @classmethod
     def resolve(
@@ -53,6 +55,8 @@ class Settings:
         max_body_bytes: int | None = None,
         otel_exporter: str | None = None,
         log_level: str | None = None,
+        agent: str | None = None,
+        tenant: str | None = None,
     ) -> Settings:
         env = os.environ
         bundle = bundle or env.get("SIDECAR_BUNDLE") or None
@@ -78,4 +82,6 @@ class Settings:
             max_body_bytes=max_body_bytes,
             otel_exporter=exporter,
             log_level=(log_level or env.get("SIDECAR_LOG_LEVEL") or "info").upper(),
+            agent=agent or env.get("SIDECAR_AGENT") or "agent",
+            tenant=tenant or env.get("SIDECAR_TENANT") or "default",
         )

@@ -15,6 +15,7 @@ from sidecar.bundle.load import RawBundle, read_bundle
 from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem, validate
 from sidecar.call import Provider
+from sidecar.identity.resolve import compile_identity
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
 
@@ -70,6 +71,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         routes=routes,
         models=tuple(models),
         warnings=tuple(warnings),
+        identity=compile_identity(doc.get("identity")),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sidecar.call import Provider
+from sidecar.identity.resolve import IdentityConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class Snapshot:
     routes: tuple[Route, ...]
     models: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

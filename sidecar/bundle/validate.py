@@ -147,6 +147,43 @@ def reference_problems(document: dict[str, Any]) -> list[Problem]:
                         f"unbalanced '[' in glob {glob!r}",
                     )
                 )
+    problems += _identity_problems(document.get("identity"))
+    return problems
+
+
+def _identity_problems(identity: Any) -> list[Problem]:
+    """A key digest may name one principal only, and a principal one entry."""
+    problems: list[Problem] = []
+    entries = identity.get("api_keys") if isinstance(identity, dict) else None
+    digests: dict[str, int] = {}
+    principals: dict[str, int] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        principal = entry.get("principal")
+        if isinstance(principal, str):
+            if principal in principals:
+                problems.append(
+                    Problem(
+                        format_path(["identity", "api_keys", i, "principal"]),
+                        f"principal '{principal}' is already defined at "
+                        f"identity.api_keys[{principals[principal]}]; list all its keys there",
+                    )
+                )
+            principals.setdefault(principal, i)
+        for j, digest in enumerate(entry.get("sha256") or []):
+            if not isinstance(digest, str):
+                continue
+            key = digest.lower()
+            if key in digests:
+                problems.append(
+                    Problem(
+                        format_path(["identity", "api_keys", i, "sha256", j]),
+                        "the same key digest is already listed at "
+                        f"identity.api_keys[{digests[key]}]",
+                    )
+                )
+            digests.setdefault(key, i)
     return problems
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sidecar.bundle.store import BundleStore
 from sidecar.bundle.watch import default_bundle_path, watch_bundle
+from sidecar.identity.principal import PodIdentity
 from sidecar.pipeline import Pipeline
 from sidecar.server.admin import admin_app
 from sidecar.server.http import proxy_app
@@ -29,7 +30,7 @@ class Sidecar:
         self.telemetry = telemetry or setup_telemetry(settings.otel_exporter)
         source: Path = settings.bundle or default_bundle_path()
         self.store = BundleStore(source, self.telemetry.instruments)
-        self.pipeline = Pipeline(self.telemetry)
+        self.pipeline = Pipeline(self.telemetry, PodIdentity(settings.agent, settings.tenant))
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None

@@ -66,9 +66,7 @@ class ProxyHandlers:
                 raw = await self._read_body(request)
                 call = adapter.parse(path, raw)
             except SidecarError as err:
-                reply = self.pipeline.error(adapter, err, ex)
-                self.pipeline.count(ex, reply.status)
-                return _response(reply)
+                return self._refuse(adapter, err, ex)
             result = await self.pipeline.llm(gen, adapter, call, request.headers, ex)
             if isinstance(result, Reply):
                 return _response(result)
@@ -99,6 +97,11 @@ class ProxyHandlers:
             await result.chunks.aclose()  # type: ignore[attr-defined]
         return response
 
+    def _refuse(self, adapter: Adapter, err: SidecarError, ex: Exchange) -> web.Response:
+        reply = self.pipeline.error(adapter, err, ex)
+        self.pipeline.count(ex, reply.status)
+        return _response(reply)
+
     def _not_ready(self, adapter: Adapter, ex: Exchange) -> web.Response:
         err = SidecarError(
             ErrorKind.UNAVAILABLE,
@@ -121,6 +124,10 @@ class ProxyHandlers:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
+            try:
+                self.pipeline.identify(gen, request.headers, ex)
+            except SidecarError as err:
+                return self._refuse(adapter, err, ex)
             models = gen.snapshot.models
             created = int(gen.snapshot.loaded_at)
             body: dict[str, Any]
@@ -150,14 +157,18 @@ class ProxyHandlers:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
+            try:
+                self.pipeline.identify(gen, request.headers, ex)
+            except SidecarError as err:
+                return self._refuse(adapter, err, ex)
             model = request.match_info["model"]
             if model not in gen.snapshot.models:
-                err = SidecarError(
+                missing = SidecarError(
                     ErrorKind.NOT_FOUND,
                     f"model '{model}' is not offered by bundle revision {ex.revision}",
                     code="model_not_found",
                 )
-                reply = self.pipeline.error(adapter, err, ex)
+                reply = self.pipeline.error(adapter, missing, ex)
             else:
                 created = int(gen.snapshot.loaded_at)
                 shape = _anthropic_model if anthropic_shape else _openai_model

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
+
 from fakes.upstream import FakeUpstream
 
 from .harness import Sidecar, SidecarLauncher, standard_bundle, write_bundle

@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+
 from fakes.upstream import FakeUpstream
 
 from .harness import Sidecar, metric_samples, metric_value, spawn_sidecar

@@ -8,6 +8,7 @@ and never forwards the agent's ``Authorization`` or ``x-api-key``.
 from __future__ import annotations
 
 import anthropic
+
 from fakes.upstream import FakeUpstream
 
 from .harness import AGENT_KEY, ANTHROPIC_KEY, Sidecar

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+
 from fakes.upstream import FakeUpstream
 
 from .harness import (

@@ -18,6 +18,7 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+
 from fakes.upstream import FakeUpstream
 
 from .harness import Sidecar, SidecarLauncher, free_port, standard_bundle, write_bundle

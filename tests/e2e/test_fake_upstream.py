@@ -12,6 +12,7 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+
 from fakes.upstream import FakeUpstream
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+
 from fakes.upstream import FakeUpstream
 
 from .harness import (

@@ -19,6 +19,7 @@ from typing import Any
 
 import openai
 import yaml
+
 from fakes.upstream import FakeUpstream
 
 from .harness import (

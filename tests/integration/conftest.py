@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from fakes.upstream import FakeUpstream
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fakes.upstream import FakeUpstream
 from sidecar.server.app import Sidecar
 from sidecar.settings import Settings
 from sidecar.telemetry.setup import Telemetry, setup_telemetry

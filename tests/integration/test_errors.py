@@ -9,8 +9,8 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from fakes.upstream import FakeUpstream
 
+from fakes.upstream import FakeUpstream
 from integration.conftest import MakeSidecar, Running, openai_bundle
 
 

@@ -8,8 +8,8 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from fakes.upstream import FakeUpstream
 
+from fakes.upstream import FakeUpstream
 from integration.conftest import MakeSidecar, openai_bundle
 
 

@@ -6,9 +6,9 @@ import re
 
 import aiohttp
 import openai
-from fakes.upstream import FakeUpstream
 from opentelemetry.trace import SpanKind
 
+from fakes.upstream import FakeUpstream
 from integration.conftest import MakeSidecar, openai_bundle
 
 AGENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -1,0 +1,1 @@
+"""Identity: who is calling, resolved once per call into a Principal."""
