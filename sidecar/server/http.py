@@ -116,70 +116,51 @@ class ProxyHandlers:
     # --- models --------------------------------------------------------------------------
 
     async def list_models(self, request: web.Request) -> web.Response:
-        gen = self.store.acquire()
+        return await self._models(request, None)
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        return await self._models(request, request.match_info["model"])
+
+    async def _models(self, request: web.Request, model: str | None) -> web.Response:
+        """Answered from the bundle, in Anthropic's shape when the caller is Anthropic's SDK."""
         ex = Exchange(new_decision_id(), "", time.perf_counter())
         anthropic_shape = "anthropic-version" in request.headers
         adapter: Adapter = anthropic.ADAPTER if anthropic_shape else openai.ADAPTER
+        gen = self.store.acquire()
         if gen is None:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
-            try:
-                self.pipeline.identify(gen, request.headers, ex)
-            except SidecarError as err:
-                return self._refuse(adapter, err, ex)
+            self.pipeline.identify(gen, request.headers, ex)
             models = gen.snapshot.models
             created = int(gen.snapshot.loaded_at)
+            shape = _anthropic_model if anthropic_shape else _openai_model
             body: dict[str, Any]
-            if anthropic_shape:
-                data = [_anthropic_model(m, created) for m in models]
+            if model is not None:
+                if model not in models:
+                    raise SidecarError(
+                        ErrorKind.NOT_FOUND,
+                        f"model '{model}' is not offered by bundle revision {ex.revision}",
+                        code="model_not_found",
+                    )
+                body = shape(model, created)
+            elif anthropic_shape:
                 body = {
-                    "data": data,
+                    "data": [shape(m, created) for m in models],
                     "has_more": False,
                     "first_id": models[0] if models else None,
                     "last_id": models[-1] if models else None,
                 }
             else:
-                body = {"object": "list", "data": [_openai_model(m, created) for m in models]}
-            reply = Reply(200, self.pipeline.sidecar_headers(ex), orjson.dumps(body))
-            reply.headers["content-type"] = "application/json"
-            self.pipeline.count(ex, 200)
-            return _response(reply)
+                body = {"object": "list", "data": [shape(m, created) for m in models]}
+        except SidecarError as err:
+            return self._refuse(adapter, err, ex)
         finally:
             self.store.release(gen)
-
-    async def get_model(self, request: web.Request) -> web.Response:
-        gen = self.store.acquire()
-        ex = Exchange(new_decision_id(), "", time.perf_counter())
-        anthropic_shape = "anthropic-version" in request.headers
-        adapter: Adapter = anthropic.ADAPTER if anthropic_shape else openai.ADAPTER
-        if gen is None:
-            return self._not_ready(adapter, ex)
-        try:
-            ex.revision = gen.snapshot.revision
-            try:
-                self.pipeline.identify(gen, request.headers, ex)
-            except SidecarError as err:
-                return self._refuse(adapter, err, ex)
-            model = request.match_info["model"]
-            if model not in gen.snapshot.models:
-                missing = SidecarError(
-                    ErrorKind.NOT_FOUND,
-                    f"model '{model}' is not offered by bundle revision {ex.revision}",
-                    code="model_not_found",
-                )
-                reply = self.pipeline.error(adapter, missing, ex)
-            else:
-                created = int(gen.snapshot.loaded_at)
-                shape = _anthropic_model if anthropic_shape else _openai_model
-                reply = Reply(
-                    200, self.pipeline.sidecar_headers(ex), orjson.dumps(shape(model, created))
-                )
-                reply.headers["content-type"] = "application/json"
-            self.pipeline.count(ex, reply.status)
-            return _response(reply)
-        finally:
-            self.store.release(gen)
+        reply = Reply(200, self.pipeline.sidecar_headers(ex), orjson.dumps(body))
+        reply.headers["content-type"] = "application/json"
+        self.pipeline.count(ex, 200)
+        return _response(reply)
 
 
 def _openai_model(model: str, created: int) -> dict[str, Any]:
