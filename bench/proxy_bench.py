@@ -740,6 +740,10 @@ upstreams:
 routes:
   - match: {{path: {CHAT_PATH}, model: "gpt-*"}}
     upstream: fake
+roles:
+  agent:
+    - actions: [llm.chat]
+      models: ["gpt-*"]
 """
 
 

@@ -18,6 +18,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from sidecar.adapters.base import Adapter
+from sidecar.authz.context import CallContext
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
@@ -97,7 +98,8 @@ class Pipeline:
         )
         ex.span = span
         try:
-            self.identify(gen, headers, ex)
+            principal = self.identify(gen, headers, ex)
+            self._authorize(gen, call, principal, ex)
             route, spec = self._route(gen, call, ex)
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
@@ -144,6 +146,35 @@ class Pipeline:
             ex.span.set_attribute(names.SIDECAR_TENANT_ID, principal.tenant)
             ex.span.set_attribute(names.SIDECAR_PRINCIPAL_ID, principal.id)
         return principal
+
+    def _authorize(self, gen: Generation, call: Call, principal: Principal, ex: Exchange) -> None:
+        model = call.model or ""
+        decision = gen.snapshot.authorizer.decide(
+            principal, call.action, "Model", model, CallContext(call, principal)
+        )
+        if self._recording and ex.span is not None:
+            ex.span.set_attribute(names.SIDECAR_DECISION, "allow" if decision.allowed else "deny")
+            if decision.policies:
+                ex.span.set_attribute(names.SIDECAR_POLICIES, decision.policies)
+        if decision.allowed:
+            return
+        who = f"principal '{principal.id}' (tenant '{principal.tenant}'"
+        who += (
+            f", roles {', '.join(sorted(principal.roles))})" if principal.roles else ", no roles)"
+        )
+        if decision.policies:
+            by = ", ".join(f"'{p}'" for p in decision.policies)
+            message = f"denied by policy {by}: {call.action} on model '{model}' for {who}"
+        else:
+            message = (
+                f"no policy permits {call.action} on model '{model}' for {who}; "
+                "the sidecar denies by default"
+            )
+        raise SidecarError(
+            ErrorKind.FORBIDDEN,
+            f"{message} [bundle revision {gen.snapshot.revision}]",
+            code="policy_denied",
+        )
 
     def _route(self, gen: Generation, call: Call, ex: Exchange) -> tuple[Route, UpstreamSpec]:
         route = gen.snapshot.route(call.path, call.model)

@@ -23,6 +23,7 @@ def check(source: str, out: TextIO, err: TextIO) -> int:
     print(f"  revision   {snap.revision}", file=out)
     print(f"  digest     {snap.digest[:16]}", file=out)
     print(f"  identity   {snap.identity.describe()}", file=out)
+    print(f"  policies   {snap.authorizer.policy_count} (Cedar, default deny)", file=out)
     print(f"  upstreams  {len(snap.upstreams)}", file=out)
     for spec in snap.upstreams.values():
         where = spec.base_url if spec.kind == "http" else "built-in mock"

@@ -11,6 +11,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.authz.authorize import Authorizer
+from sidecar.authz.policy import compile_policies
 from sidecar.bundle.load import RawBundle, read_bundle
 from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem, validate
@@ -36,6 +38,12 @@ def load_snapshot(source: str | os.PathLike[str]) -> Snapshot:
 
 def compile_bundle(raw: RawBundle) -> Snapshot:
     problems = validate(raw.document)
+    compiled = None
+    if isinstance(raw.document, dict) and not any(
+        p.path.startswith(("roles", "policies")) for p in problems
+    ):
+        compiled, policy_problems = compile_policies(raw.document, raw.files)
+        problems = sorted(set(problems + policy_problems))
     if problems:
         raise BundleInvalid(raw.source, problems)
     doc: dict[str, Any] = raw.document
@@ -72,6 +80,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         models=tuple(models),
         warnings=tuple(warnings),
         identity=compile_identity(doc.get("identity")),
+        authorizer=Authorizer(compiled),
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sidecar.authz.authorize import Authorizer
 from sidecar.call import Provider
 from sidecar.identity.resolve import IdentityConfig
 
@@ -67,6 +68,7 @@ class Snapshot:
     models: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    authorizer: Authorizer = field(default_factory=lambda: Authorizer(None))
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

@@ -28,7 +28,7 @@ class KeyEntry:
 
 @dataclass(frozen=True)
 class IdentityConfig:
-    pod_roles: frozenset[str] = frozenset()
+    pod_roles: frozenset[str] = frozenset({"agent"})
     keys: Mapping[str, KeyEntry] = field(default_factory=lambda: MappingProxyType({}))
     trusted_headers: bool = False
 
@@ -43,9 +43,13 @@ class IdentityConfig:
         return "pod identity" + (" + trusted headers" if self.trusted_headers else "")
 
 
+DEFAULT_POD_ROLES = ("agent",)
+
+
 def compile_identity(section: dict[str, Any] | None) -> IdentityConfig:
     section = section or {}
-    pod_roles = frozenset((section.get("pod") or {}).get("roles") or ())
+    pod = section.get("pod") or {}
+    pod_roles = frozenset(pod.get("roles", DEFAULT_POD_ROLES))
     keys: dict[str, KeyEntry] = {}
     for entry in section.get("api_keys") or ():
         principal = Principal(

@@ -18,8 +18,11 @@ from multidict import CIMultiDict
 
 from sidecar.adapters import anthropic, openai
 from sidecar.adapters.base import Adapter
+from sidecar.authz.context import listing_context
+from sidecar.bundle.snapshot import Snapshot
 from sidecar.bundle.store import BundleStore
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.identity.principal import Principal
 from sidecar.pipeline import Exchange, Pipeline, Reply, StreamReply
 
 log = logging.getLogger("sidecar.http")
@@ -131,13 +134,13 @@ class ProxyHandlers:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
-            self.pipeline.identify(gen, request.headers, ex)
-            models = gen.snapshot.models
+            principal = self.pipeline.identify(gen, request.headers, ex)
+            models = permitted_models(gen.snapshot, principal)
             created = int(gen.snapshot.loaded_at)
             shape = _anthropic_model if anthropic_shape else _openai_model
             body: dict[str, Any]
             if model is not None:
-                if model not in models:
+                if model not in models:  # unknown and forbidden look alike: no oracle
                     raise SidecarError(
                         ErrorKind.NOT_FOUND,
                         f"model '{model}' is not offered by bundle revision {ex.revision}",
@@ -161,6 +164,20 @@ class ProxyHandlers:
         reply.headers["content-type"] = "application/json"
         self.pipeline.count(ex, 200)
         return _response(reply)
+
+
+LISTING_ACTIONS = ("llm.models", "llm.chat", "llm.responses", "llm.completion", "llm.embeddings")
+
+
+def permitted_models(snapshot: Snapshot, principal: Principal) -> list[str]:
+    """The bundle's models this caller may use with any action."""
+    context = listing_context(principal)
+    decide = snapshot.authorizer.decide
+    return [
+        m
+        for m in snapshot.models
+        if any(decide(principal, a, "Model", m, context).allowed for a in LISTING_ACTIONS)
+    ]
 
 
 def _openai_model(model: str, created: int) -> dict[str, Any]:

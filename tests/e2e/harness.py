@@ -126,6 +126,8 @@ def standard_bundle(
             {"match": {"model": "text-embedding-*"}, "upstream": fake_name},
             {"match": {"model": "claude-*"}, "upstream": "claude"},
         ],
+        # Default deny: the pod's own identity (role "agent") may call every model.
+        "roles": {"agent": [{"actions": ["llm.*"]}]},
     }
 
 

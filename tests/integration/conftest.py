@@ -72,6 +72,11 @@ def openai_bundle(fake: FakeUpstream, revision: str = "r1", **upstream: Any) -> 
             {"name": "claude", "match": {"model": "claude-*"}, "upstream": "claude"},
             {"name": "gpt", "match": {"model": "gpt-*"}, "upstream": "fake"},
         ],
+        # Default deny: the pod's own identity (role "agent") and keyed "analyst"s may call all.
+        "roles": {
+            "agent": [{"actions": ["llm.*"]}],
+            "analyst": [{"actions": ["llm.*"]}],
+        },
     }
 
 

@@ -1,0 +1,1 @@
+"""Authorization: RBAC roles and ABAC policies, both evaluated by Cedar."""
