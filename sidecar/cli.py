@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
         help="the pod's tenant (env SIDECAR_TENANT; default 'default')",
     )
     run.add_argument(
+        "--decision-log",
+        metavar="WHERE",
+        help="one JSON line per decision: stdout, stderr, none or a file path "
+        "(env SIDECAR_DECISION_LOG; default stdout)",
+    )
+    run.add_argument(
+        "--decision-log-content",
+        action="store_true",
+        default=None,
+        help="also log the message texts of each call (env SIDECAR_DECISION_LOG_CONTENT; "
+        "default off)",
+    )
+    run.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         help="env SIDECAR_LOG_LEVEL; default info",
@@ -116,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             agent=args.agent,
             tenant=args.tenant,
+            decision_log=args.decision_log,
+            decision_log_content=args.decision_log_content,
         )
     except SettingsError as exc:
         print(f"sidecar: {exc}", file=sys.stderr)

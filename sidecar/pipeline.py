@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -18,6 +19,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from sidecar.adapters.base import Adapter
+from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
@@ -27,6 +29,7 @@ from sidecar.forward import downstream_headers, upstream_headers
 from sidecar.identity.principal import PodIdentity, Principal
 from sidecar.identity.resolve import identify
 from sidecar.telemetry import names
+from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry
 from sidecar.upstream.base import UpstreamResponse
 
@@ -62,11 +65,16 @@ class Exchange:
     route: Route | None = None
     upstream: UpstreamSpec | None = None
     principal: Principal | None = None
+    decision: Decision | None = None
+    authz_seconds: float = 0.0
 
 
 class Pipeline:
-    def __init__(self, telemetry: Telemetry, pod: PodIdentity) -> None:
+    def __init__(
+        self, telemetry: Telemetry, pod: PodIdentity, decision_log: DecisionLog | None = None
+    ) -> None:
         self.pod = pod
+        self.decision_log = decision_log or DecisionLog("none")
         self._tracer = telemetry.tracer
         self._m = telemetry.instruments
         self._recording = telemetry.recording
@@ -149,13 +157,25 @@ class Pipeline:
 
     def _authorize(self, gen: Generation, call: Call, principal: Principal, ex: Exchange) -> None:
         model = call.model or ""
+        started = time.perf_counter()
+        span = None
+        if self._recording and ex.span is not None:
+            span = self._tracer.start_span(
+                names.SPAN_AUTHORIZE, context=trace.set_span_in_context(ex.span)
+            )
         decision = gen.snapshot.authorizer.decide(
             principal, call.action, "Model", model, CallContext(call, principal)
         )
-        if self._recording and ex.span is not None:
-            ex.span.set_attribute(names.SIDECAR_DECISION, "allow" if decision.allowed else "deny")
-            if decision.policies:
-                ex.span.set_attribute(names.SIDECAR_POLICIES, decision.policies)
+        ex.decision = decision
+        ex.authz_seconds = time.perf_counter() - started
+        result = "allow" if decision.allowed else "deny"
+        self._m.decisions.add(1, (call.action, result))
+        if span is not None and ex.span is not None:
+            for target in (span, ex.span):
+                target.set_attribute(names.SIDECAR_DECISION, result)
+                if decision.policies:
+                    target.set_attribute(names.SIDECAR_POLICIES, decision.policies)
+            span.end()
         if decision.allowed:
             return
         who = f"principal '{principal.id}' (tenant '{principal.tenant}'"
@@ -335,12 +355,63 @@ class Pipeline:
         if usage.output_tokens is not None:
             self._m.token_usage.record(usage.output_tokens, (*attrs, "output"))
         self.count(ex, status)
+        if self.decision_log.enabled:
+            self.decision_log.record(self._log_entry(ex, call, usage, status, error_type, elapsed))
         span = ex.span
         if span is None:
             return
         if self._recording:
             _describe(span, usage, status, error_type)
         span.end()
+
+    def _log_entry(
+        self,
+        ex: Exchange,
+        call: Call,
+        usage: Usage,
+        status: int,
+        error_type: str | None,
+        elapsed: float,
+    ) -> dict[str, Any]:
+        p, d = ex.principal, ex.decision
+        if d is not None:
+            result = "allow" if d.allowed else "deny"
+        else:
+            result = "unauthenticated" if status == 401 else "error"
+        context = ex.span.get_span_context() if ex.span is not None else None
+        entry: dict[str, Any] = {
+            "ts": _iso_now(),
+            "decision_id": ex.decision_id,
+            "trace_id": format(context.trace_id, "032x") if context else None,
+            "span_id": format(context.span_id, "016x") if context else None,
+            "bundle_revision": ex.revision,
+            "principal": p.id if p else None,
+            "tenant": p.tenant if p else None,
+            "agent": p.agent if p else None,
+            "user": (p.user or None) if p else None,
+            "roles": sorted(p.roles) if p else [],
+            "identity_via": p.via if p else None,
+            "action": call.action,
+            "resource": {"type": "Model", "id": call.model},
+            "result": result,
+            "policies": list(d.policies) if d else [],
+            "reasons": list(d.errors) if d else [],
+            "authz_us": round(ex.authz_seconds * 1e6, 1),
+            "status": status,
+            "error_type": error_type,
+            "upstream": ex.upstream.name if ex.upstream else None,
+            "stream": call.stream,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if self.decision_log.include_content:
+            entry["content"] = [{"channel": t.channel, "text": t.text} for t in call.texts]
+        return entry
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def _describe(span: Span, usage: Usage, status: int, error_type: str | None) -> None:

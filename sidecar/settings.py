@@ -44,6 +44,8 @@ class Settings:
     log_level: str
     agent: str = "agent"
     tenant: str = "default"
+    decision_log: str = "stdout"  # stdout | stderr | none | a file path
+    decision_log_content: bool = False
 
     @classmethod
     def resolve(
@@ -57,6 +59,8 @@ class Settings:
         log_level: str | None = None,
         agent: str | None = None,
         tenant: str | None = None,
+        decision_log: str | None = None,
+        decision_log_content: bool | None = None,
     ) -> Settings:
         env = os.environ
         bundle = bundle or env.get("SIDECAR_BUNDLE") or None
@@ -84,4 +88,16 @@ class Settings:
             log_level=(log_level or env.get("SIDECAR_LOG_LEVEL") or "info").upper(),
             agent=agent or env.get("SIDECAR_AGENT") or "agent",
             tenant=tenant or env.get("SIDECAR_TENANT") or "default",
+            decision_log=decision_log or env.get("SIDECAR_DECISION_LOG") or "stdout",
+            decision_log_content=decision_log_content
+            if decision_log_content is not None
+            else _flag(env.get("SIDECAR_DECISION_LOG_CONTENT", "")),
         )
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("", "0", "false", "no", "off"):
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"SIDECAR_DECISION_LOG_CONTENT: expected true or false, got {value!r}")

@@ -17,6 +17,7 @@ from sidecar.pipeline import Pipeline
 from sidecar.server.admin import admin_app
 from sidecar.server.http import proxy_app
 from sidecar.settings import Listen, Settings
+from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry, setup_telemetry
 
 log = logging.getLogger("sidecar")
@@ -30,7 +31,15 @@ class Sidecar:
         self.telemetry = telemetry or setup_telemetry(settings.otel_exporter)
         source: Path = settings.bundle or default_bundle_path()
         self.store = BundleStore(source, self.telemetry.instruments)
-        self.pipeline = Pipeline(self.telemetry, PodIdentity(settings.agent, settings.tenant))
+        dropped = self.telemetry.instruments.decision_log_dropped
+        self.decision_log = DecisionLog(
+            settings.decision_log,
+            include_content=settings.decision_log_content,
+            on_drop=lambda: dropped.add(1, ()),
+        )
+        self.pipeline = Pipeline(
+            self.telemetry, PodIdentity(settings.agent, settings.tenant), self.decision_log
+        )
         self._runners: list[web.AppRunner] = []
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
@@ -93,6 +102,7 @@ class Sidecar:
             await runner.cleanup()
         self._runners.clear()
         await self.store.close()
+        await asyncio.to_thread(self.decision_log.close)
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

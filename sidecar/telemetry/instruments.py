@@ -56,6 +56,18 @@ class Instruments:
             "Proxied requests by route, upstream and HTTP status.",
             REQUEST_ATTRS,
         )
+        self.decisions = factory.counter(
+            names.METRIC_DECISIONS,
+            "{decision}",
+            "Authorization decisions by action and result (allow, deny).",
+            (names.SIDECAR_ACTION, "result"),
+        )
+        self.decision_log_dropped = factory.counter(
+            names.METRIC_DECISION_LOG_DROPPED,
+            "{line}",
+            "Decision log lines dropped because the writer fell behind or failed.",
+            (),
+        )
         self.bundle_reloads = factory.counter(
             names.METRIC_BUNDLE_RELOADS,
             "{reload}",

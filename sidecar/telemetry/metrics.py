@@ -39,6 +39,8 @@ class _Instrument:
         self._otel = otel
 
     def _child(self, values: tuple[str, ...]) -> Any:
+        if not self._attr_names:
+            return self._family
         child = self._children.get(values)
         if child is None:
             if len(self._children) >= MAX_LABEL_SETS:

@@ -51,6 +51,9 @@ METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk
 # Metrics (the sidecar's own)
 METRIC_REQUESTS: Final = "sidecar.requests"
 METRIC_BUNDLE_RELOADS: Final = "sidecar.bundle.reloads"
+METRIC_DECISIONS: Final = "sidecar.decisions"
+METRIC_DECISION_LOG_DROPPED: Final = "sidecar.decision_log.dropped"
+SPAN_AUTHORIZE: Final = "policy.authorize"
 METRIC_BUNDLE_ACTIVE: Final = "sidecar.bundle.active"
 
 # Bucket boundaries recommended by the GenAI metrics conventions.

@@ -104,6 +104,7 @@ async def make_sidecar(
         max_body_bytes: int = 1 << 20,
         watch: bool = False,
         record_spans: bool = True,
+        **settings: Any,
     ) -> Running:
         bundle_dir = tmp_path / f"bundle{len(started)}"
         bundle_dir.mkdir()
@@ -113,13 +114,14 @@ async def make_sidecar(
         telemetry = setup_telemetry(
             "none", span_processors=[SimpleSpanProcessor(spans)] if record_spans else []
         )
-        settings = Settings.resolve(
+        config = Settings.resolve(
             bundle=str(bundle_dir),
             http="127.0.0.1:0",
             admin="127.0.0.1:0",
             max_body_bytes=max_body_bytes,
+            **settings,
         )
-        sidecar = Sidecar(settings, telemetry)
+        sidecar = Sidecar(config, telemetry)
         await sidecar.start(watch=watch)
         running = Running(sidecar, bundle_dir, spans, telemetry)
         started.append(running)

@@ -48,7 +48,11 @@ async def test_call_span_continues_agent_trace_and_upstream_continues_ours(
     assert attrs["server.address"] == "127.0.0.1"
     assert attrs["sidecar.decision.id"] == raw.headers["x-sidecar-decision-id"]
     assert attrs["sidecar.bundle.revision"] == "r1"
+    assert attrs["sidecar.decision"] == "allow"
+    assert attrs["sidecar.decision.policies"] == ("role:agent[0]",)
     assert "error.type" not in attrs
+    authorize = await sc.wait_for_span("policy.authorize")
+    assert authorize.parent is not None and authorize.parent.span_id == call.context.span_id
     # The upstream saw a traceparent naming our attempt span as its parent.
     seen = fake.last_request.headers["traceparent"]
     _, trace_id, parent_id, _ = seen.split("-")
