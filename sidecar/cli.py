@@ -1,4 +1,4 @@
-"""The `sidecar` command: run, check, schema."""
+"""The `sidecar` command: run, check, test, schema."""
 
 from __future__ import annotations
 
@@ -90,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
 
+    test = sub.add_parser(
+        "test",
+        help="run the bundle's decision tests",
+        description="Run the decision tests in the bundle's 'tests' section against its "
+        "compiled policies. Exit 0 when all pass, 1 on any failure or an invalid bundle.",
+    )
+    test.add_argument("bundle", metavar="BUNDLE", help="bundle directory or .tar.gz")
+    test.add_argument("--agent", metavar="NAME", help="pod identity for principal 'pod'")
+    test.add_argument("--tenant", metavar="NAME", help="pod tenant for principal 'pod'")
+
     sub.add_parser(
         "schema",
         help="print the bundle JSON Schema",
@@ -107,12 +117,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args.bundle, sys.stdout, sys.stderr)
         except BrokenPipeError:  # `sidecar check B | head` is fine
             return 0
+    if args.command == "test":
+        return _test(args)
     if args.command == "schema":
         from importlib import resources
 
         sys.stdout.write(resources.files("sidecar.bundle").joinpath("schema.json").read_text())
         return 0
     return _run(args)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from sidecar.authz.testing import test_command
+    from sidecar.identity.principal import PodIdentity
+    from sidecar.settings import Settings
+
+    settings = Settings.resolve(agent=args.agent, tenant=args.tenant)
+    pod = PodIdentity(settings.agent, settings.tenant)
+    try:
+        return test_command(args.bundle, sys.stdout, sys.stderr, pod)
+    except BrokenPipeError:
+        return 0
 
 
 def _run(args: argparse.Namespace) -> int:

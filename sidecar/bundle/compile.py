@@ -81,6 +81,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         warnings=tuple(warnings),
         identity=compile_identity(doc.get("identity")),
         authorizer=Authorizer(compiled),
+        tests=tuple(doc.get("tests") or ()),
     )
 
 

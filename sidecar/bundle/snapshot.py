@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sidecar.authz.authorize import Authorizer
 from sidecar.call import Provider
@@ -69,6 +69,7 @@ class Snapshot:
     warnings: tuple[str, ...] = field(default=())
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     authorizer: Authorizer = field(default_factory=lambda: Authorizer(None))
+    tests: tuple[dict[str, Any], ...] = ()
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:
