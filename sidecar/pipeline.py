@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -21,6 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sidecar.adapters.base import Adapter
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
+from sidecar.authz.tools import EventAligner, ToolGate, response_violations, stream_violations
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
@@ -36,6 +38,7 @@ from sidecar.upstream.base import UpstreamResponse
 DECISION_HEADER = "x-sidecar-decision-id"
 REVISION_HEADER = "x-sidecar-bundle-revision"
 UPSTREAM_HEADER = "x-sidecar-upstream"
+TOOLS_REMOVED_HEADER = "x-sidecar-tools-removed"
 
 
 @dataclass
@@ -67,6 +70,8 @@ class Exchange:
     principal: Principal | None = None
     decision: Decision | None = None
     authz_seconds: float = 0.0
+    tool_gate: ToolGate | None = None  # set when the request offered tools
+    tools_removed: tuple[str, ...] = ()
 
 
 class Pipeline:
@@ -108,6 +113,7 @@ class Pipeline:
         try:
             principal = self.identify(gen, headers, ex)
             self._authorize(gen, call, principal, ex)
+            self._govern_tools(gen, adapter, call, principal, ex)
             route, spec = self._route(gen, call, ex)
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
@@ -133,6 +139,8 @@ class Pipeline:
         headers[REVISION_HEADER] = ex.revision
         if ex.upstream is not None:
             headers[UPSTREAM_HEADER] = ex.upstream.name
+        if ex.tools_removed:
+            headers[TOOLS_REMOVED_HEADER] = ",".join(ex.tools_removed)
         return headers
 
     def count(self, ex: Exchange, status: int) -> None:
@@ -194,6 +202,39 @@ class Pipeline:
             ErrorKind.FORBIDDEN,
             f"{message} [bundle revision {gen.snapshot.revision}]",
             code="policy_denied",
+        )
+
+    def _govern_tools(
+        self, gen: Generation, adapter: Adapter, call: Call, principal: Principal, ex: Exchange
+    ) -> None:
+        names = call.tool_names
+        if not names:
+            return
+        gate = ToolGate(gen.snapshot.authorizer, principal, CallContext(call, principal))
+        ex.tool_gate = gate
+        forbidden = gate.forbidden(names)
+        if not forbidden:
+            return
+        listed = ", ".join(f"'{n}'" for n in forbidden)
+        if gen.snapshot.tool_request_mode == "deny":
+            raise SidecarError(
+                ErrorKind.FORBIDDEN,
+                f"the request offers tools {listed} that principal '{principal.id}' may not "
+                f"call [bundle revision {gen.snapshot.revision}]",
+                code="tool_forbidden",
+            )
+        adapter.without_tools(call.path, call.body, set(forbidden))
+        call.raw = orjson.dumps(call.body)  # the only case where the body is re-serialized
+        ex.tools_removed = tuple(forbidden)
+
+    def _blocked_tool_call(self, ex: Exchange, names: list[str]) -> SidecarError:
+        who = ex.principal.id if ex.principal else "?"
+        listed = ", ".join(f"'{n}'" for n in names)
+        return SidecarError(
+            ErrorKind.FORBIDDEN,
+            f"the model proposed a call to tool {listed}, which principal '{who}' may not "
+            f"call; the response was blocked [bundle revision {ex.revision}]",
+            code="tool_call_blocked",
         )
 
     def _route(self, gen: Generation, call: Call, ex: Exchange) -> tuple[Route, UpstreamSpec]:
@@ -280,11 +321,12 @@ class Pipeline:
             _end_error(attempt, exc)
             raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
-        usage = (
-            adapter.usage_from_body(call.path, body)
-            if resp.status < 300 and "json" in resp.headers.get("content-type", "")
-            else Usage()
-        )
+        is_json = resp.status < 300 and "json" in resp.headers.get("content-type", "")
+        if ex.tool_gate is not None and is_json:
+            violations = response_violations(adapter, call.path, body, ex.tool_gate)
+            if violations:
+                raise self._blocked_tool_call(ex, violations)
+        usage = adapter.usage_from_body(call.path, body) if is_json else Usage()
         self._finish(
             ex, call, usage, resp.status, error_type=None if resp.status < 400 else str(resp.status)
         )
@@ -302,9 +344,23 @@ class Pipeline:
         observer = adapter.stream_observer(call.path)
         first = True
         error_type: str | None = None if resp.status < 400 else str(resp.status)
+        gate = ex.tool_gate if resp.status < 300 else None
+        aligner = EventAligner() if gate is not None else None
         try:
             async for chunk in resp.chunks():
                 observer.feed(chunk)
+                if aligner is not None and gate is not None:
+                    chunk = aligner.feed(chunk)
+                    violations = stream_violations(adapter, call.path, chunk, gate)
+                    if violations:
+                        blocked = self._blocked_tool_call(ex, violations)
+                        error_type = "tool_call_blocked"
+                        _end_error(attempt, None, blocked.message)
+                        resp.close()
+                        yield adapter.stream_error(blocked)
+                        return
+                    if not chunk:
+                        continue
                 if first:
                     first = False
                     up = ex.upstream
@@ -318,6 +374,10 @@ class Pipeline:
                         ),
                     )
                 yield chunk
+            if aligner is not None:
+                rest = aligner.flush()
+                if rest:
+                    yield rest
             resp.release()
             _end_attempt(attempt, resp.status)
         except (GeneratorExit, asyncio.CancelledError):

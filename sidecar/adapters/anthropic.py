@@ -129,6 +129,42 @@ class AnthropicAdapter:
     def stream_observer(self, path: str) -> AnthropicStreamObserver:
         return AnthropicStreamObserver()
 
+    tool_markers: tuple[bytes, ...] = (b"tool_use",)
+
+    def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
+        tools = body.get("tools")
+        if not isinstance(tools, list):
+            return
+        kept = [t for t in tools if not (isinstance(t, dict) and t.get("name") in drop)]
+        if kept:
+            body["tools"] = kept
+        else:
+            body.pop("tools", None)
+            body.pop("tool_choice", None)
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "tool" and choice.get("name") in drop:
+            body["tool_choice"] = {"type": "auto"}
+
+    def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
+        return [
+            block["name"]
+            for block in body.get("content") or ()
+            if isinstance(block, dict)
+            and block.get("type") in ("tool_use", "server_tool_use")
+            and isinstance(block.get("name"), str)
+        ]
+
+    def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
+        block = event.get("content_block")
+        if (
+            event.get("type") == "content_block_start"
+            and isinstance(block, dict)
+            and block.get("type") in ("tool_use", "server_tool_use")
+            and isinstance(block.get("name"), str)
+        ):
+            return [block["name"]]
+        return []
+
 
 def _observe_message(msg: dict[str, Any], usage: Usage) -> None:
     if isinstance(msg.get("id"), str):

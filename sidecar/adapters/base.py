@@ -31,6 +31,22 @@ class Adapter(Protocol):
 
     def stream_observer(self, path: str) -> StreamObserver: ...
 
+    def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
+        """Remove the named tools (and choices naming them) from a request body, in place."""
+        ...
+
+    def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
+        """Names of the tools a complete (non-streamed) response asks to call."""
+        ...
+
+    def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
+        """Names of the tools one parsed stream event starts a call to."""
+        ...
+
+    # Byte strings that any response or stream event proposing a tool call contains,
+    # so events without them are never parsed for tool calls.
+    tool_markers: tuple[bytes, ...]
+
 
 def load_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body that must be one JSON object."""

@@ -142,6 +142,25 @@ def _responses_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
     return names, calls
 
 
+def _tool_name(obj: object) -> str | None:
+    """A tool's or tool call's name in any OpenAI shape: {function: {name}} or {name}."""
+    if not isinstance(obj, dict):
+        return None
+    fn = obj.get("function")
+    name = fn.get("name") if isinstance(fn, dict) else obj.get("name")
+    if name is None and isinstance(obj.get("type"), str) and obj["type"] not in ("function",):
+        name = obj["type"]  # hosted tools (web_search, file_search, ...) go by their type
+    return name if isinstance(name, str) else None
+
+
+def _call_item_name(item: object) -> str | None:
+    """The tool a Responses API output item calls, if it is a call."""
+    if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
+        name = item.get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
 def _no_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
     return [], []
 
@@ -206,6 +225,55 @@ class OpenAIAdapter:
 
     def stream_observer(self, path: str) -> OpenAIStreamObserver:
         return OpenAIStreamObserver()
+
+    tool_markers: tuple[bytes, ...] = (b"tool_calls", b"function_call", b"custom_tool_call")
+
+    def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
+        tools = body.get("tools")
+        if not isinstance(tools, list):
+            return
+        kept = [t for t in tools if _tool_name(t) not in drop]
+        if kept:
+            body["tools"] = kept
+        else:
+            # With no tools left, a tool_choice or parallel_tool_calls is an upstream error.
+            for key in ("tools", "tool_choice", "parallel_tool_calls"):
+                body.pop(key, None)
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and _tool_name(choice) in drop:
+            body["tool_choice"] = "auto"
+
+    def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
+        names: list[str] = []
+        for choice in body.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                for tc in message.get("tool_calls") or ():
+                    name = _tool_name(tc)
+                    if name:
+                        names.append(name)
+        for item in body.get("output") or ():
+            name = _call_item_name(item)
+            if name:
+                names.append(name)
+        return names
+
+    def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
+        names: list[str] = []
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                for tc in delta.get("tool_calls") or ():
+                    name = _tool_name(tc)
+                    if name:  # only the first delta of a call carries its name
+                        names.append(name)
+        name = _call_item_name(event.get("item"))
+        if name:
+            names.append(name)
+        response = event.get("response")
+        if isinstance(response, dict):
+            names += self.proposed_tools(path, response)
+        return names
 
 
 def _observe_object(obj: dict[str, Any], usage: Usage) -> None:

@@ -57,7 +57,8 @@ def _like(pattern: str) -> str:
 
 
 def role_sources(roles: dict[str, Any]) -> list[tuple[str, str]]:
-    """One Cedar `permit` per role rule, labelled `role:<name>[<i>]`."""
+    """Cedar `permit`s for each role rule: `role:<name>[<i>]` for its LLM actions on the
+    rule's models, and (`...:tools` when the rule has both kinds) tool.call on its tools."""
     sources: list[tuple[str, str]] = []
     for role, rules in roles.items():
         for i, rule in enumerate(rules):
@@ -66,30 +67,37 @@ def role_sources(roles: dict[str, Any]) -> list[tuple[str, str]]:
                 for action in ACTION_GROUPS.get(name, (name,)):
                     if action not in actions:
                         actions.append(action)
-            action_list = ", ".join(f'Sidecar::Action::"{a}"' for a in actions)
-            models = rule.get("models") or ["*"]
-            condition = ""
-            if "*" not in models:
-                tests = " || ".join(f'resource.name like "{_like(m)}"' for m in models)
-                condition = f" when {{ {tests} }}"
-            has_tool = "tool.call" in actions
-            has_llm = any(a != "tool.call" for a in actions)
-            # A rule naming both kinds of action leaves the resource type open.
-            resource = (
-                "resource is Sidecar::Model"
-                if has_llm and not has_tool
-                else "resource is Sidecar::Tool"
-                if has_tool and not has_llm
-                else "resource"
-            )
+            llm = [a for a in actions if a != "tool.call"]
             label = f"role:{role}[{i}]"
-            text = (
-                f'@id("{label}")\n'
-                f'permit (principal in Sidecar::Role::"{role}", action in [{action_list}], '
-                f"{resource}){condition};\n"
-            )
-            sources.append((format_path(["roles", role, i]), text))
+            where = format_path(["roles", role, i])
+            if llm:
+                sources.append(
+                    (where, _permit(label, role, llm, "Model", rule.get("models") or ["*"]))
+                )
+            if "tool.call" in actions:
+                tool_label = f"{label}:tools" if llm else label
+                sources.append(
+                    (
+                        where,
+                        _permit(
+                            tool_label, role, ["tool.call"], "Tool", rule.get("tools") or ["*"]
+                        ),
+                    )
+                )
     return sources
+
+
+def _permit(label: str, role: str, actions: list[str], kind: str, patterns: list[str]) -> str:
+    action_list = ", ".join(f'Sidecar::Action::"{a}"' for a in actions)
+    condition = ""
+    if "*" not in patterns:
+        tests = " || ".join(f'resource.name like "{_like(p)}"' for p in patterns)
+        condition = f" when {{ {tests} }}"
+    return (
+        f'@id("{label}")\n'
+        f'permit (principal in Sidecar::Role::"{role}", action in [{action_list}], '
+        f"resource is Sidecar::{kind}){condition};\n"
+    )
 
 
 def policy_file_sources(

@@ -82,6 +82,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         identity=compile_identity(doc.get("identity")),
         authorizer=Authorizer(compiled),
         tests=tuple(doc.get("tests") or ()),
+        tool_request_mode=(doc.get("tool_policy") or {}).get("request", "remove"),
     )
 
 

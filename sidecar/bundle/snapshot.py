@@ -70,6 +70,7 @@ class Snapshot:
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     authorizer: Authorizer = field(default_factory=lambda: Authorizer(None))
     tests: tuple[dict[str, Any], ...] = ()
+    tool_request_mode: str = "remove"  # remove | deny: forbidden tools offered in a request
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

@@ -127,7 +127,7 @@ def standard_bundle(
             {"match": {"model": "claude-*"}, "upstream": "claude"},
         ],
         # Default deny: the pod's own identity (role "agent") may call every model.
-        "roles": {"agent": [{"actions": ["llm.*"]}]},
+        "roles": {"agent": [{"actions": ["*"]}]},
     }
 
 

@@ -74,8 +74,8 @@ def openai_bundle(fake: FakeUpstream, revision: str = "r1", **upstream: Any) -> 
         ],
         # Default deny: the pod's own identity (role "agent") and keyed "analyst"s may call all.
         "roles": {
-            "agent": [{"actions": ["llm.*"]}],
-            "analyst": [{"actions": ["llm.*"]}],
+            "agent": [{"actions": ["*"]}],
+            "analyst": [{"actions": ["*"]}],
         },
     }
 

@@ -46,7 +46,7 @@ async def test_otlp_http_export_reaches_a_collector(
                 "revision": "otlp-1",
                 "upstreams": {"mock": {"builtin": "mock"}},
                 "routes": [{"upstream": "mock"}],
-                "roles": {"agent": [{"actions": ["llm.*"]}]},
+                "roles": {"agent": [{"actions": ["*"]}]},
             }
         )
     )

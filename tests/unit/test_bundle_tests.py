@@ -127,4 +127,4 @@ def test_cli_entry_point() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "4 passed, 0 failed"
+    assert result.stdout.splitlines()[-1] == "5 passed, 0 failed"
