@@ -29,7 +29,7 @@ from sidecar.call import Call, Usage
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward import downstream_headers, upstream_headers
 from sidecar.identity.principal import PodIdentity, Principal
-from sidecar.identity.resolve import identify
+from sidecar.identity.resolve import identify, identify_with_jwt
 from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry
@@ -111,7 +111,7 @@ class Pipeline:
         )
         ex.span = span
         try:
-            principal = self.identify(gen, headers, ex)
+            principal = await self.identify(gen, headers, ex)
             self._authorize(gen, call, principal, ex)
             self._govern_tools(gen, adapter, call, principal, ex)
             route, spec = self._route(gen, call, ex)
@@ -155,8 +155,14 @@ class Pipeline:
 
     # --- stages --------------------------------------------------------------------------
 
-    def identify(self, gen: Generation, headers: Mapping[str, str], ex: Exchange) -> Principal:
-        principal = identify(gen.snapshot.identity, self.pod, headers)
+    async def identify(
+        self, gen: Generation, headers: Mapping[str, str], ex: Exchange
+    ) -> Principal:
+        config = gen.snapshot.identity
+        if config.jwt is not None:
+            principal = await identify_with_jwt(config, self.pod, headers)
+        else:
+            principal = identify(config, self.pod, headers)
         ex.principal = principal
         if self._recording and ex.span is not None:
             ex.span.set_attribute(names.SIDECAR_TENANT_ID, principal.tenant)

@@ -17,7 +17,7 @@ from sidecar.bundle.load import RawBundle, read_bundle
 from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem, validate
 from sidecar.call import Provider
-from sidecar.identity.resolve import compile_identity
+from sidecar.identity.resolve import compile_identity, compile_jwt
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
 
@@ -44,6 +44,10 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
     ):
         compiled, policy_problems = compile_policies(raw.document, raw.files)
         problems = sorted(set(problems + policy_problems))
+    jwt = None
+    if isinstance(raw.document, dict) and not any(p.path.startswith("identity") for p in problems):
+        jwt, jwt_problems = compile_jwt(raw.document.get("identity"), raw.files)
+        problems = sorted(set(problems + jwt_problems))
     if problems:
         raise BundleInvalid(raw.source, problems)
     doc: dict[str, Any] = raw.document
@@ -79,7 +83,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         routes=routes,
         models=tuple(models),
         warnings=tuple(warnings),
-        identity=compile_identity(doc.get("identity")),
+        identity=compile_identity(doc.get("identity"), jwt),
         authorizer=Authorizer(compiled),
         tests=tuple(doc.get("tests") or ()),
         tool_request_mode=(doc.get("tool_policy") or {}).get("request", "remove"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,14 +130,21 @@ class BundleStore:
                 self._transports[spec] = (transport, refs - 1)
                 continue
             del self._transports[spec]
-            task = asyncio.get_running_loop().create_task(transport.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._spawn_close(transport.close())
         gen.specs = []
+        if gen.snapshot.identity.jwt is not None:
+            self._spawn_close(gen.snapshot.identity.jwt.close())
+
+    def _spawn_close(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         for transport, _ in self._transports.values():
             await transport.close()
+        if self.active is not None and self.active.snapshot.identity.jwt is not None:
+            await self.active.snapshot.identity.jwt.close()
         self._transports.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)

@@ -12,7 +12,7 @@ class Principal:
     agent: str
     user: str = ""
     roles: frozenset[str] = frozenset()
-    via: str = "pod"  # how it was established: pod | api_key | trusted_headers
+    via: str = "pod"  # how it was established: pod | api_key | jwt | trusted_headers
 
 
 @dataclass(frozen=True, slots=True)

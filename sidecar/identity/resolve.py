@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sidecar.bundle.validate import Problem, format_path
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.principal import PodIdentity, Principal
+
+if TYPE_CHECKING:
+    # Imported when a bundle configures JWT: PyJWT and cryptography cost several MB of
+    # memory in every pod that never uses them.
+    from sidecar.identity.jwt import JwtVerifier
 
 TENANT_HEADER = "x-sidecar-tenant"
 USER_HEADER = "x-sidecar-user"
@@ -31,22 +38,89 @@ class IdentityConfig:
     pod_roles: frozenset[str] = frozenset({"agent"})
     keys: Mapping[str, KeyEntry] = field(default_factory=lambda: MappingProxyType({}))
     trusted_headers: bool = False
+    jwt: JwtVerifier | None = None
+    jwt_issuers: tuple[str, ...] = ()
 
     @property
     def requires_credential(self) -> bool:
-        return bool(self.keys)
+        return bool(self.keys) or self.jwt is not None
 
     def describe(self) -> str:
+        parts = []
         if self.keys:
             principals = len({k.principal.id for k in self.keys.values()})
-            return f"api keys ({len(self.keys)} keys, {principals} principals)"
+            parts.append(f"api keys ({len(self.keys)} keys, {principals} principals)")
+        if self.jwt is not None:
+            parts.append(f"JWT ({', '.join(self.jwt_issuers)})")
+        if parts:
+            return " + ".join(parts)
         return "pod identity" + (" + trusted headers" if self.trusted_headers else "")
 
 
 DEFAULT_POD_ROLES = ("agent",)
 
 
-def compile_identity(section: dict[str, Any] | None) -> IdentityConfig:
+def compile_jwt(
+    section: dict[str, Any] | None, files: Mapping[str, bytes]
+) -> tuple[JwtVerifier | None, list[Problem]]:
+    """Build the JWT verifier from `identity.jwt`, reporting each problem with its path."""
+    entries = (section or {}).get("jwt") or []
+    if not entries:
+        return None, []
+    from sidecar.identity.jwt import ClaimMap, JwtIssuerConfig, JwtVerifier
+
+    problems: list[Problem] = []
+    configs: list[JwtIssuerConfig] = []
+    for i, entry in enumerate(entries):
+        where: list[str | int] = ["identity", "jwt", i]
+        jwks: dict[str, Any] | None = None
+        if ("jwks_file" in entry) == ("jwks_url" in entry):
+            problems.append(
+                Problem(format_path(where), "give exactly one of jwks_file or jwks_url")
+            )
+            continue
+        if "jwks_file" in entry:
+            data = files.get(entry["jwks_file"])
+            if data is None:
+                problems.append(
+                    Problem(
+                        format_path([*where, "jwks_file"]),
+                        f"no file {entry['jwks_file']!r} in the bundle",
+                    )
+                )
+                continue
+            try:
+                jwks = json.loads(data)
+            except ValueError as exc:
+                problems.append(
+                    Problem(format_path([*where, "jwks_file"]), f"not a JSON JWKS: {exc}")
+                )
+                continue
+        claims = entry.get("claims") or {}
+        configs.append(
+            JwtIssuerConfig(
+                issuer=entry["issuer"],
+                audiences=tuple(entry["audiences"]),
+                algorithms=tuple(entry.get("algorithms") or ("RS256", "ES256")),
+                jwks=jwks,
+                jwks_url=entry.get("jwks_url"),
+                leeway_s=float(entry.get("leeway_s", 30.0)),
+                claims=ClaimMap(**claims),
+                cache_s=float(entry.get("cache_s", 300.0)),
+                min_refresh_s=float(entry.get("min_refresh_s", 30.0)),
+            )
+        )
+    if problems:
+        return None, problems
+    try:
+        return JwtVerifier(configs), []
+    except ValueError as exc:
+        return None, [Problem("identity.jwt", str(exc))]
+
+
+def compile_identity(
+    section: dict[str, Any] | None, jwt: JwtVerifier | None = None
+) -> IdentityConfig:
     section = section or {}
     pod = section.get("pod") or {}
     pod_roles = frozenset(pod.get("roles", DEFAULT_POD_ROLES))
@@ -67,6 +141,8 @@ def compile_identity(section: dict[str, Any] | None) -> IdentityConfig:
         pod_roles=pod_roles,
         keys=MappingProxyType(keys),
         trusted_headers=bool(section.get("trusted_headers", False)),
+        jwt=jwt,
+        jwt_issuers=tuple(e["issuer"] for e in section.get("jwt") or ()),
     )
 
 
@@ -81,7 +157,25 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
+async def identify_with_jwt(
+    config: IdentityConfig, pod: PodIdentity, headers: Mapping[str, str]
+) -> Principal:
+    """Bundles with JWT issuers: a token goes to the verifier, anything else to the keys."""
+    assert config.jwt is not None
+    token = presented_key(headers)
+    if token is not None and config.jwt.looks_like_jwt(token):
+        return await config.jwt.verify(token)
+    if token is not None and config.keys:
+        return _by_key(config, headers)
+    raise SidecarError(
+        ErrorKind.UNAUTHENTICATED,
+        "this sidecar requires a JWT from a trusted issuer: send 'Authorization: Bearer <jwt>'",
+        code="missing_token" if token is None else "invalid_token",
+    )
+
+
 def identify(config: IdentityConfig, pod: PodIdentity, headers: Mapping[str, str]) -> Principal:
+    """Pod identity, trusted headers or API keys; bundles with JWT use identify_with_jwt."""
     if config.requires_credential:
         return _by_key(config, headers)
     tenant, user = pod.tenant, ""

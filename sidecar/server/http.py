@@ -134,7 +134,7 @@ class ProxyHandlers:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
-            principal = self.pipeline.identify(gen, request.headers, ex)
+            principal = await self.pipeline.identify(gen, request.headers, ex)
             models = permitted_models(gen.snapshot, principal)
             created = int(gen.snapshot.loaded_at)
             shape = _anthropic_model if anthropic_shape else _openai_model

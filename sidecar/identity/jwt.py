@@ -1,0 +1,540 @@
+"""Verify an agent's bearer JWT against trusted issuers and map its claims to a Principal.
+
+The JWT counterpart of the virtual API keys in `resolve`: instead of a digest
+list in the bundle, the bundle names issuers (an IdP, a workload-identity
+broker) and the JWKS their signing keys are published in. Everything that can
+be decided once -- which algorithms an issuer may use, which key objects a JWKS
+holds, the decode options -- is decided at construction or at JWKS fetch time,
+so a request costs one header parse, one dict lookup and one signature check.
+
+Only asymmetric algorithms are accepted: with HS* the verification key is a
+shared secret, and a JWKS is public, so accepting HS* would let anyone who
+reads the JWKS mint tokens (the classic RS256/HS256 confusion attack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import aiohttp
+import jwt
+from jwt.types import Options
+
+from sidecar.errors import ErrorKind, SidecarError
+from sidecar.identity.principal import Principal
+
+log = logging.getLogger("sidecar.identity")
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+# Which algorithms can ever verify with which key type; HS* and "none" are absent on purpose.
+_RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_ALGS_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
+ASYMMETRIC_ALGORITHMS = _RSA_ALGS | frozenset(_EC_ALGS_BY_CURVE.values()) | {"EdDSA"}
+
+# JWK members that only a private key has; a JWKS should never carry them, and
+# if one does we verify with the public half only.
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+# Real tokens are a few KiB; anything far larger is not worth base64-decoding.
+MAX_TOKEN_CHARS = 16 * 1024
+MAX_JWKS_BYTES = 1024 * 1024
+FETCH_TIMEOUT_S = 5.0
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+# Indirection so tests can move the JWKS cache's clock without touching the event loop's.
+_monotonic = time.monotonic
+
+# Reading iss/kid/alg to pick the issuer and key; the verified decode follows.
+_UNVERIFIED: Options = {"verify_signature": False}
+
+
+@dataclass(frozen=True)
+class ClaimMap:
+    """Which token claims give the Principal's fields.
+
+    A name is looked up literally first (so namespaced claims such as
+    ``https://example.com/roles`` work), then as a dotted path into nested
+    objects (Keycloak's ``realm_access.roles``).
+    """
+
+    principal: str = "sub"
+    tenant: str = "tenant"
+    user: str | None = None
+    agent: str | None = None
+    roles: str | None = "roles"
+
+
+@dataclass(frozen=True)
+class JwtIssuerConfig:
+    issuer: str
+    audiences: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    leeway_s: float = 30.0
+    claims: ClaimMap = field(default_factory=ClaimMap)
+    cache_s: float = 300.0
+    min_refresh_s: float = 30.0
+
+
+def _fail(message: str, code: str = "invalid_token") -> NoReturn:
+    raise SidecarError(ErrorKind.UNAUTHENTICATED, message, code=code)
+
+
+def _clip(value: object, limit: int = 80) -> str:
+    """Quote an attacker-controlled value for a message without letting it grow the message."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return repr(text)
+
+
+def _iso(ts: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return _clip(ts)
+
+
+# ---------------------------------------------------------------------------
+# JWKS: parsed into ready-to-use key objects, once per document.
+
+
+@dataclass(frozen=True)
+class _KeySet:
+    # kid -> algorithm -> key bound to that algorithm (PyJWT refuses any other alg with it).
+    by_kid: Mapping[str, Mapping[str, jwt.PyJWK]]
+    # The single usable key, for tokens that carry no kid.
+    sole: Mapping[str, jwt.PyJWK] | None
+    count: int
+
+
+def _key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
+    """The asymmetric algorithms this JWK may verify, from its own alg or its kty/crv."""
+    kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+    if kty == "RSA":
+        possible = _RSA_ALGS
+    elif kty == "EC" and isinstance(crv, str) and crv in _EC_ALGS_BY_CURVE:
+        possible = frozenset({_EC_ALGS_BY_CURVE[crv]})
+    elif kty == "OKP" and crv in _OKP_CURVES:
+        possible = frozenset({"EdDSA"})
+    else:  # oct (a shared secret) or something PyJWT cannot verify with
+        return frozenset()
+    if alg is not None:
+        return possible & {alg} if isinstance(alg, str) else frozenset()
+    return possible
+
+
+def _parse_jwks(document: Any, allowed: frozenset[str]) -> _KeySet:
+    """Build key objects for every usable signing key; raise ValueError if there is none."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWKS must be a JSON object with a 'keys' list")
+    by_kid: dict[str, dict[str, jwt.PyJWK]] = {}
+    usable: list[dict[str, jwt.PyJWK]] = []
+    for raw in document["keys"]:
+        if not isinstance(raw, dict):
+            continue
+        if raw.get("use", "sig") != "sig":
+            continue
+        ops = raw.get("key_ops")
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+            continue
+        kid = raw.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            continue
+        public = {k: v for k, v in raw.items() if k not in _PRIVATE_MEMBERS}
+        keys: dict[str, jwt.PyJWK] = {}
+        for alg in sorted(_key_algorithms(public) & allowed):
+            try:
+                key = jwt.PyJWK(public, alg)
+            except jwt.PyJWTError:
+                continue
+            if key.Algorithm.check_key_length(key.key) is not None:
+                continue  # e.g. RSA below 2048 bits: not a key we trust signatures from
+            keys[alg] = key
+        if not keys:
+            continue
+        usable.append(keys)
+        if kid is not None:
+            merged = by_kid.setdefault(kid, {})
+            for alg, key in keys.items():
+                merged.setdefault(alg, key)
+    if not usable:
+        raise ValueError(
+            f"the JWKS holds no usable signing key for algorithms {', '.join(sorted(allowed))}"
+        )
+    frozen = {kid: MappingProxyType(keys) for kid, keys in by_kid.items()}
+    sole = MappingProxyType(usable[0]) if len(usable) == 1 else None
+    return _KeySet(MappingProxyType(frozen), sole, len(usable))
+
+
+class _RemoteJwks:
+    """A JWKS fetched from a URL: cached, refetched when stale or on an unknown kid.
+
+    One lock serialises fetches; a caller that waited for it checks whether a
+    fetch happened meanwhile (the attempt counter moved) and, if so, uses that
+    result instead of fetching again -- so a cold cache under load costs one fetch.
+    Every attempt, failed or not, counts towards `min_refresh_s`, so a down
+    JWKS endpoint is neither hammered nor allowed to add its timeout to every request.
+    """
+
+    def __init__(self, url: str, cache_s: float, min_refresh_s: float, allowed: frozenset[str]):
+        self.url = url
+        self._cache_s = cache_s
+        self._min_refresh_s = min_refresh_s
+        self._allowed = allowed
+        self._keys: _KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._attempts = 0
+        self._error = ""
+        self._lock = asyncio.Lock()
+
+    @property
+    def attempts(self) -> int:
+        return self._attempts
+
+    @property
+    def keys(self) -> _KeySet:
+        assert self._keys is not None, "only called after current() succeeded"
+        return self._keys
+
+    def may_refetch(self) -> bool:
+        return _monotonic() - self._attempted_at >= self._min_refresh_s
+
+    async def current(self, fetch: Fetch) -> _KeySet:
+        """Keys to verify with: refreshed if stale, the previous ones if a refresh fails."""
+        if self._keys is None or _monotonic() - self._fetched_at >= self._cache_s:
+            await self.refetch(fetch, self._attempts)
+        if self._keys is None:
+            self.unavailable()
+        return self._keys
+
+    @property
+    def failing(self) -> bool:
+        """Whether the latest fetch attempt failed (we may be serving older keys)."""
+        return bool(self._error)
+
+    async def refetch(self, fetch: Fetch, seen: int) -> None:
+        """Fetch unless someone did since `seen` or the last attempt is too recent."""
+        async with self._lock:
+            if self._attempts != seen or not self.may_refetch():
+                return
+            # The counter and timestamp move only once an attempt has finished: a
+            # caller that snapshotted the counter meanwhile sees it move and reuses
+            # the result, and a cancelled fetch leaves the next caller free to retry.
+            try:
+                body = await fetch(self.url)
+                keys = _parse_jwks(json.loads(body), self._allowed)
+            except Exception as e:  # any fetch failure must become a 401, never a 500
+                self._attempts += 1
+                self._attempted_at = _monotonic()
+                self._error = str(e) or type(e).__name__
+                log.warning(
+                    "JWKS fetch failed",
+                    extra={"jwks_url": self.url, "error": self._error, "stale": bool(self._keys)},
+                )
+                return
+            self._attempts += 1
+            self._attempted_at = self._fetched_at = _monotonic()
+            self._keys = keys
+            self._error = ""
+
+    def unavailable(self, prefix: str = "") -> NoReturn:
+        _fail(
+            f"{prefix}the JWKS at {self.url} could not be fetched: {self._error}",
+            "jwks_unavailable",
+        )
+
+
+# ---------------------------------------------------------------------------
+# Issuers, compiled once.
+
+
+@dataclass(frozen=True)
+class _Issuer:
+    config: JwtIssuerConfig
+    algorithms: frozenset[str]
+    options: Options
+    static: _KeySet | None
+    remote: _RemoteJwks | None
+
+
+def _compile_issuer(config: JwtIssuerConfig) -> _Issuer:
+    name = config.issuer
+    if not name:
+        raise ValueError("a JWT issuer needs a non-empty 'issuer'")
+    if isinstance(config.audiences, str) or not config.audiences:
+        raise ValueError(f"JWT issuer {name}: 'audiences' must be a non-empty list")
+    if not config.algorithms:
+        raise ValueError(f"JWT issuer {name}: 'algorithms' must not be empty")
+    for alg in config.algorithms:
+        if alg not in ASYMMETRIC_ALGORITHMS:
+            why = (
+                "unsigned tokens are never accepted"
+                if alg.lower() == "none"
+                else "symmetric algorithms are never accepted (a JWKS is public)"
+                if alg.upper().startswith("HS")
+                else "it is not a supported asymmetric algorithm"
+            )
+            raise ValueError(f"JWT issuer {name}: algorithm {alg!r} rejected: {why}")
+    if (config.jwks is None) == (config.jwks_url is None):
+        raise ValueError(f"JWT issuer {name}: give exactly one of 'jwks' and 'jwks_url'")
+    for label, value in (
+        ("leeway_s", config.leeway_s),
+        ("cache_s", config.cache_s),
+        ("min_refresh_s", config.min_refresh_s),
+    ):
+        if value < 0:
+            raise ValueError(f"JWT issuer {name}: {label} must be >= 0")
+    algorithms = frozenset(config.algorithms)
+    static = remote = None
+    if config.jwks is not None:
+        try:
+            static = _parse_jwks(config.jwks, algorithms)
+        except ValueError as e:
+            raise ValueError(f"JWT issuer {name}: {e}") from None
+    else:
+        assert config.jwks_url is not None
+        if urlsplit(config.jwks_url).scheme not in ("http", "https"):
+            raise ValueError(f"JWT issuer {name}: jwks_url must be an http(s) URL")
+        remote = _RemoteJwks(config.jwks_url, config.cache_s, config.min_refresh_s, algorithms)
+    options: Options = {"require": ["exp", "iss"], "enforce_minimum_key_length": True}
+    return _Issuer(config, algorithms, options, static, remote)
+
+
+def _claim(payload: Mapping[str, Any], name: str) -> Any:
+    if name in payload:
+        return payload[name]
+    if "." not in name:
+        return None
+    value: Any = payload
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _principal(payload: Mapping[str, Any], claims: ClaimMap) -> Principal:
+    def required(name: str) -> str:
+        value = _claim(payload, name)
+        if value is None:
+            _fail(f"token is missing required claim {name!r}")
+        if not isinstance(value, str) or not value:
+            _fail(f"token claim {name!r} must be a non-empty string")
+        return value
+
+    def optional(name: str | None) -> str | None:
+        if name is None:
+            return None
+        value = _claim(payload, name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            _fail(f"token claim {name!r} must be a string")
+        return value or None
+
+    pid = required(claims.principal)
+    tenant = required(claims.tenant)
+    roles: frozenset[str] = frozenset()
+    if claims.roles is not None:
+        raw = _claim(payload, claims.roles)
+        if isinstance(raw, str):
+            roles = frozenset(raw.split())
+        elif isinstance(raw, list) and all(isinstance(r, str) for r in raw):
+            roles = frozenset(r for r in raw if r)
+        elif raw is not None:
+            _fail(
+                f"token claim {claims.roles!r} must be a list of strings "
+                "or a space-separated string"
+            )
+    return Principal(
+        id=pid,
+        tenant=tenant,
+        agent=optional(claims.agent) or pid,
+        user=optional(claims.user) or "",
+        roles=roles,
+        via="jwt",
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+class JwtVerifier:
+    """Verifies bearer JWTs from the configured issuers; one instance per bundle.
+
+    `fetch(url) -> body` is injectable (tests, custom transports); by default
+    one aiohttp session, created lazily inside the running loop, fetches every
+    issuer's JWKS. Call `close()` when the verifier is retired.
+    """
+
+    def __init__(self, issuers: Sequence[JwtIssuerConfig], fetch: Fetch | None = None) -> None:
+        compiled: dict[str, _Issuer] = {}
+        for config in issuers:
+            if config.issuer in compiled:
+                raise ValueError(f"JWT issuer {config.issuer} is configured twice")
+            compiled[config.issuer] = _compile_issuer(config)
+        self._issuers: Mapping[str, _Issuer] = MappingProxyType(compiled)
+        self._trusted = ", ".join(compiled)
+        self._fetch: Fetch = fetch or self._http_get
+        self._session: aiohttp.ClientSession | None = None
+
+    @staticmethod
+    def looks_like_jwt(token: str) -> bool:
+        """Whether a bearer credential is a JWT (as opposed to an opaque API key).
+
+        A cheap structural test for routing, not a verification: three
+        base64url segments (the signature may be empty, so unsigned tokens are
+        routed here and rejected with a clear message) whose header is a JSON
+        object naming an `alg`.
+        """
+        if len(token) > MAX_TOKEN_CHARS:
+            return False
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[0] or not parts[1]:
+            return False
+        if not all(_B64URL.fullmatch(p) for p in parts):
+            return False
+        try:
+            header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+        except (ValueError, binascii.Error, RecursionError):
+            return False
+        return isinstance(header, dict) and "alg" in header
+
+    async def verify(self, token: str) -> Principal:
+        """The Principal a valid token names; SidecarError(UNAUTHENTICATED) otherwise."""
+        if len(token) > MAX_TOKEN_CHARS:
+            _fail(f"malformed token: longer than {MAX_TOKEN_CHARS} characters")
+        try:
+            unverified = jwt.decode_complete(token, options=_UNVERIFIED)
+        except jwt.PyJWTError as e:
+            _fail(f"malformed token: {e}")
+        header: dict[str, Any] = unverified["header"]
+        payload: dict[str, Any] = unverified["payload"]
+
+        iss = payload.get("iss")
+        if not isinstance(iss, str):
+            _fail("token is missing required claim 'iss'")
+        issuer = self._issuers.get(iss)
+        if issuer is None:
+            _fail(f"token issuer {_clip(iss)} is not trusted (trusted issuers: {self._trusted})")
+
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in issuer.algorithms:
+            if isinstance(alg, str) and alg.lower() == "none":
+                _fail("unsigned tokens (alg 'none') are never accepted")
+            _fail(
+                f"token algorithm {_clip(alg)} is not accepted for issuer {iss} "
+                f"(accepted: {', '.join(issuer.config.algorithms)})"
+            )
+        kid: str | None = header.get("kid")  # PyJWT has checked it is a string if present
+
+        key = await self._key(issuer, kid, alg)
+        config = issuer.config
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=config.audiences,
+                issuer=config.issuer,
+                leeway=config.leeway_s,
+                options=issuer.options,
+            )
+        except jwt.ExpiredSignatureError:
+            _fail(f"token expired at {_iso(payload.get('exp'))}", "token_expired")
+        except jwt.ImmatureSignatureError:
+            nbf = payload.get("nbf")
+            if isinstance(nbf, int | float) and nbf > time.time() + config.leeway_s:
+                _fail(f"token is not valid yet: not before {_iso(nbf)}")
+            _fail(f"token is not valid yet: issued in the future at {_iso(payload.get('iat'))}")
+        except jwt.InvalidAudienceError:
+            _fail(
+                f"token audience {_clip(payload.get('aud'))} does not include any of the "
+                f"expected audiences: {', '.join(config.audiences)}",
+                "invalid_audience",
+            )
+        except jwt.MissingRequiredClaimError as e:
+            code = "invalid_audience" if e.claim == "aud" else "invalid_token"
+            _fail(f"token is missing required claim {e.claim!r}", code)
+        except jwt.InvalidSignatureError:
+            which = f"key {_clip(kid)}" if kid is not None else "the key"
+            _fail(f"token signature does not verify with {which} of issuer {iss}")
+        except jwt.DecodeError as e:
+            _fail(f"malformed token: {e}")
+        except jwt.PyJWTError as e:
+            _fail(f"invalid token: {e}")
+        return _principal(claims, config.claims)
+
+    async def _key(self, issuer: _Issuer, kid: str | None, alg: str) -> jwt.PyJWK:
+        name = issuer.config.issuer
+        remote = issuer.remote
+        if remote is None:
+            assert issuer.static is not None
+            keys = issuer.static
+        else:
+            seen = remote.attempts
+            keys = await remote.current(self._fetch)
+            # An unknown kid is probably a key rotation: refetch, unless a fetch has
+            # happened since this call began (then these keys are as fresh as any).
+            if kid is not None and kid not in keys.by_kid:
+                if remote.attempts == seen:
+                    await remote.refetch(self._fetch, seen)
+                    keys = remote.keys
+                if kid not in keys.by_kid and remote.failing:
+                    remote.unavailable(f"key id {_clip(kid)} is not in the cached JWKS and ")
+
+        if kid is None:
+            if keys.sole is None:
+                _fail(
+                    f"token has no 'kid' header and issuer {name} publishes {keys.count} keys",
+                    "unknown_key",
+                )
+            by_alg = keys.sole
+        else:
+            found = keys.by_kid.get(kid)
+            if found is None:
+                _fail(f"unknown key id {_clip(kid)} for issuer {name}", "unknown_key")
+            by_alg = found
+        key = by_alg.get(alg)
+        if key is None:
+            which = f"key {_clip(kid)}" if kid is not None else "the issuer's key"
+            _fail(f"{which} of issuer {name} cannot verify {alg} signatures")
+        return key
+
+    async def _http_get(self, url: str) -> bytes:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+            )
+        async with self._session.get(url, headers={"accept": "application/json"}) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise RuntimeError(f"response larger than {MAX_JWKS_BYTES} bytes")
+            return bytes(body)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
