@@ -18,6 +18,7 @@ from typing import Any
 
 import cedarpy
 
+from sidecar.authz.locate import error_line, line_of, policy_spans
 from sidecar.bundle.validate import Problem, format_path
 
 LLM_ACTIONS = (
@@ -134,7 +135,9 @@ def compile_policies(
         try:
             est = json.loads(cedarpy.policies_to_json_str(text))
         except ValueError as exc:
-            problems.append(Problem(where, f"Cedar syntax error: {_first_line(exc)}"))
+            problems.append(
+                Problem(_syntax_location(where, text), f"Cedar syntax error: {_first_line(exc)}")
+            )
             continue
         if est.get("templates"):
             problems.append(Problem(where, "policy templates are not supported"))
@@ -143,7 +146,9 @@ def compile_policies(
         for error in result.errors:
             annotation = result.id_annotations_by_policy_id.get(error.policy_id)
             name = f"@id({annotation!r})" if annotation else error.policy_id
-            problems.append(Problem(where, f"{name}: {error.error}"))
+            index = int(error.policy_id.removeprefix("policy") or 0)
+            line = error_line(text, index, error.error) if where in files else None
+            problems.append(Problem(f"{where}:{line}" if line else where, f"{name}: {error.error}"))
         statics: dict[str, Any] = est.get("staticPolicies") or {}
         for local_id in _ordered(statics):
             annotation = (statics[local_id].get("annotations") or {}).get("id")
@@ -168,6 +173,19 @@ def compile_policies(
     except ValueError as exc:  # pragma: no cover - each source parsed on its own above
         return None, [Problem("policies", f"Cedar: {_first_line(exc)}")]
     return CompiledPolicies(policy_set, labels, context_keys(texts), offset), []
+
+
+def _syntax_location(where: str, text: str) -> str:
+    """file:line of the first policy that does not parse on its own."""
+    if where.startswith("roles"):
+        return where
+    for start, end in policy_spans(text):
+        try:
+            cedarpy.policies_to_json_str(text[start:end])
+        except ValueError as exc:
+            line = error_line(text[:end], len(policy_spans(text[:start])), str(exc))
+            return f"{where}:{line or line_of(text, start)}"
+    return where
 
 
 def _ordered(statics: dict[str, Any]) -> list[str]:

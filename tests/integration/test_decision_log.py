@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -106,3 +107,35 @@ def test_mask_covers_credential_like_names_at_any_depth() -> None:
         "access_token": "***",
         "password": "***",
     }
+
+
+async def test_no_key_token_or_authorization_value_reaches_the_log(
+    fake: FakeUpstream, make_sidecar: MakeSidecar, tmp_path: Path
+) -> None:
+    from integration.test_jwt_identity import RSA_KEY, jwk_of, jwt_bundle, token
+
+    log = tmp_path / "decisions.jsonl"
+    sc = await make_sidecar(None, decision_log=str(log))
+    (sc.bundle_dir / "jwks.json").write_text(json.dumps({"keys": [jwk_of(RSA_KEY, "rsa-1")]}))
+    doc = jwt_bundle(fake, jwks_file="jwks.json")
+    doc["identity"]["api_keys"] = keyed(fake)["identity"]["api_keys"]
+    sc.write_bundle(doc)
+    assert await sc.sidecar.reload() == "success"
+    good, expired = token(), token(exp=1)
+    bearers = [good, expired, KEY, "sk-wrong-key"]
+    for bearer in bearers:
+        client = openai.AsyncOpenAI(base_url=f"{sc.base}/v1", api_key=bearer, max_retries=0)
+        with contextlib.suppress(openai.APIStatusError):
+            await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+            )
+    await sc.sidecar.stop()
+    text = log.read_text()
+    assert len(text.splitlines()) == len(bearers)
+    for secret in bearers:
+        assert secret not in text
+    for part in good.split("."):  # not even a piece of the JWT
+        assert part not in text
+    assert "bearer" not in text.lower() and "authorization" not in text.lower()
+    results = [json.loads(line)["result"] for line in text.splitlines()]
+    assert results == ["allow", "unauthenticated", "allow", "unauthenticated"]

@@ -130,9 +130,9 @@ def test_policy_errors_fail_the_bundle_with_their_file(tmp_path: Path) -> None:
     problems = [str(p) for p in info.value.problems]
     assert "policies[1]: no file in the bundle matches 'missing/*.cedar'" in problems
     assert any(
-        p.startswith("policies/typo.cedar: @id('typo'):") and "tenent" in p for p in problems
+        p.startswith("policies/typo.cedar:3: @id('typo'):") and "tenent" in p for p in problems
     )
-    assert any(p.startswith("policies/syntax.cedar: Cedar syntax error") for p in problems)
+    assert any(p.startswith("policies/syntax.cedar:1: Cedar syntax error") for p in problems)
     assert any(p.startswith("policies/action.cedar:") and "llm.chatt" in p for p in problems)
 
 
@@ -152,3 +152,32 @@ def test_context_keys() -> None:
     ) == frozenset({"tools"})
     # an unrecognised use of the context (here, a comment) means the whole context counts
     assert context_keys(["// uses context\npermit (principal, action, resource);"]) is None
+
+
+LONG_FILE = """// tenant rules
+@id("first")
+permit (principal, action, resource);
+
+// a comment with a ; and "quotes"
+@id("second")
+forbid (principal, action, resource)
+when {
+  principal.tenant == "a;b" &&
+  resource.nmae like "gpt-*"
+};
+"""
+
+
+def test_errors_point_at_the_line(tmp_path: Path) -> None:
+    extra = {"policies": ["*.cedar"]}
+    with pytest.raises(BundleInvalid) as info:
+        load_snapshot(bundle(tmp_path, extra, {"rules.cedar": LONG_FILE}))
+    problems = [str(p) for p in info.value.problems]  # one per resource type it could be
+    assert problems and all(
+        p.startswith("rules.cedar:10: @id('second'):") and "nmae" in p for p in problems
+    )
+    broken = LONG_FILE.replace("forbid (principal, action, resource)", "forbid (principal action)")
+    with pytest.raises(BundleInvalid) as info:
+        load_snapshot(bundle(tmp_path, extra, {"rules.cedar": broken}))
+    [problem] = [str(p) for p in info.value.problems]
+    assert problem.startswith("rules.cedar:7: Cedar syntax error")
