@@ -44,6 +44,7 @@ class CompiledPolicies:
     labels: dict[str, str]  # engine policy id -> @id or "<file>#<n>"
     context_keys: frozenset[str] | None  # fields any policy reads; None: the whole context
     count: int
+    est: dict[str, dict[str, Any]]  # engine policy id -> its JSON form (scopes, conditions)
 
 
 @cache
@@ -128,6 +129,7 @@ def compile_policies(
     file_sources, problems = policy_file_sources(document.get("policies") or [], files)
     sources += file_sources
     labels: dict[str, str] = {}
+    est_by_id: dict[str, dict[str, Any]] = {}
     seen_ids: dict[str, str] = {}
     texts: list[str] = []
     offset = 0
@@ -163,6 +165,7 @@ def compile_policies(
                     )
                 seen_ids[annotation] = where
             labels[f"policy{offset}"] = label
+            est_by_id[f"policy{offset}"] = statics[local_id]
             offset += 1
         texts.append(text)
     if problems:
@@ -172,7 +175,7 @@ def compile_policies(
         policy_set = cedarpy.PolicySet.from_str(full)
     except ValueError as exc:  # pragma: no cover - each source parsed on its own above
         return None, [Problem("policies", f"Cedar: {_first_line(exc)}")]
-    return CompiledPolicies(policy_set, labels, context_keys(texts), offset), []
+    return CompiledPolicies(policy_set, labels, context_keys(texts), offset, est_by_id), []
 
 
 def _syntax_location(where: str, text: str) -> str:
