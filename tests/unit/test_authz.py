@@ -181,3 +181,80 @@ def test_errors_point_at_the_line(tmp_path: Path) -> None:
         load_snapshot(bundle(tmp_path, extra, {"rules.cedar": broken}))
     [problem] = [str(p) for p in info.value.problems]
     assert problem.startswith("rules.cedar:7: Cedar syntax error")
+
+
+SCOPES = """
+@id("all") permit (principal, action == Sidecar::Action::"llm.embeddings", resource);
+@id("eq") permit (principal == Sidecar::Principal::"p1", action, resource is Sidecar::Model);
+@id("role") permit (principal in Sidecar::Role::"r1", action in [Sidecar::Action::"llm.chat",
+  Sidecar::Action::"llm.responses"], resource) when { resource.name like "m1*" };
+@id("tenant") permit (principal is Sidecar::Principal in Sidecar::Tenant::"t1", action,
+  resource == Sidecar::Model::"m2");
+@id("tool") permit (principal in Sidecar::Role::"r2", action == Sidecar::Action::"tool.call",
+  resource is Sidecar::Tool);
+@id("no-stream") forbid (principal in Sidecar::Tenant::"t2", action, resource)
+  when { context.stream };
+@id("roleless") forbid (principal is Sidecar::Principal, action, resource is Sidecar::Model)
+  when { principal.user == "banned" };
+"""
+
+
+def test_scope_subsets_decide_exactly_like_the_whole_policy_set(tmp_path: Path) -> None:
+    import itertools
+    import json
+
+    import cedarpy
+
+    snap = load_snapshot(bundle(tmp_path, {"policies": ["s.cedar"]}, {"s.cedar": SCOPES}))
+    authz = snap.authorizer
+    full = cedarpy.PolicySet.from_str(SCOPES)
+    principals = [
+        Principal(pid, tenant, pid, user=user, roles=frozenset(roles))
+        for pid, tenant, user, roles in itertools.product(
+            ["p1", "p2"], ["t1", "t2"], ["", "banned"], [(), ("r1",), ("r1", "r2")]
+        )
+    ]
+    actions = ["llm.chat", "llm.embeddings", "llm.responses", "tool.call"]
+    checked = 0
+    for principal, action, resource, stream in itertools.product(
+        principals, actions, ["m1-big", "m2", "x"], [False, True]
+    ):
+        kind = "Tool" if action == "tool.call" else "Model"
+        context = {**CTX, "tenant": principal.tenant, "stream": stream}
+        ours = authz.decide(principal, action, kind, resource, context)
+        entities = [
+            {
+                "uid": {"type": "Sidecar::Principal", "id": principal.id},
+                "attrs": {
+                    "tenant": principal.tenant,
+                    "agent": principal.agent,
+                    "user": principal.user,
+                    "via": principal.via,
+                },
+                "parents": [{"type": "Sidecar::Role", "id": r} for r in principal.roles]
+                + [{"type": "Sidecar::Tenant", "id": principal.tenant}],
+            },
+            {
+                "uid": {"type": f"Sidecar::{kind}", "id": resource},
+                "attrs": {"name": resource},
+                "parents": [],
+            },
+        ]
+        request = {
+            "principal": {"type": "Sidecar::Principal", "id": principal.id},
+            "action": {"type": "Sidecar::Action", "id": action},
+            "resource": {"type": f"Sidecar::{kind}", "id": resource},
+            "context": {**context, "tools": []},
+        }
+        reference = cedarpy.is_authorized(request, full, json.dumps(entities))
+        assert not reference.diagnostics.errors
+        assert ours.allowed == reference.allowed, (principal, action, resource, stream)
+        labels = {
+            f"policy{i}": label
+            for i, label in enumerate(
+                ["all", "eq", "role", "tenant", "tool", "no-stream", "roleless"]
+            )
+        }
+        assert sorted(ours.policies) == sorted(labels[r] for r in reference.diagnostics.reasons)
+        checked += 1
+    assert checked == len(principals) * len(actions) * 3 * 2
