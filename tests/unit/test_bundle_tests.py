@@ -128,3 +128,24 @@ def test_cli_entry_point() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "5 passed, 0 failed"
+
+
+def test_check_names_the_file_and_line_of_a_bad_policy(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "rules.cedar").write_text(
+        '// rules\n@id("ok")\npermit (principal, action, resource);\n\n'
+        '@id("typo")\nforbid (principal, action, resource)\nwhen { principal.tenent == "x" };\n'
+    )
+    (tmp_path / "bundle.yaml").write_text(
+        "apiVersion: sidecar/v1\nrevision: x\npolicies: [policies/*.cedar]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "policies/rules.cedar:7: @id('typo'):" in result.stderr
+    assert "tenent" in result.stderr
