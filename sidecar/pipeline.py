@@ -213,6 +213,8 @@ class Pipeline:
     def _govern_tools(
         self, gen: Generation, adapter: Adapter, call: Call, principal: Principal, ex: Exchange
     ) -> None:
+        if not call.body.get("tools"):  # most calls offer none: skip the extraction
+            return
         names = call.tool_names
         if not names:
             return
@@ -475,9 +477,15 @@ class Pipeline:
         return entry
 
 
+_second: list[Any] = [0, ""]  # the last whole second formatted, reused within it
+
+
 def _iso_now() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    whole = int(now)
+    if _second[0] != whole:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def _describe(span: Span, usage: Usage, status: int, error_type: str | None) -> None:

@@ -102,6 +102,7 @@ class Sidecar:
             await runner.cleanup()
         self._runners.clear()
         await self.store.close()
+        self.decision_log.flush()  # on the loop, where lines are gathered
         await asyncio.to_thread(self.decision_log.close)
 
     async def run_until_signalled(self) -> None:

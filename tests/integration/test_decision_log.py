@@ -139,3 +139,16 @@ async def test_no_key_token_or_authorization_value_reaches_the_log(
     assert "bearer" not in text.lower() and "authorization" not in text.lower()
     results = [json.loads(line)["result"] for line in text.splitlines()]
     assert results == ["allow", "unauthenticated", "allow", "unauthenticated"]
+
+
+def test_fields_outside_the_known_schema_are_masked_by_name(tmp_path: Path) -> None:
+    from sidecar.telemetry.decision_log import DecisionLog
+
+    path = tmp_path / "log.jsonl"
+    log = DecisionLog(str(path))
+    log.record({"decision_id": "a", "result": "allow"})  # known fields: written as is
+    log.record({"decision_id": "b", "upstream_token": "t0ps3cret", "extra": {"password": "p"}})
+    log.close()
+    first, second = (json.loads(line) for line in path.read_text().splitlines())
+    assert first == {"decision_id": "a", "result": "allow"}
+    assert second == {"decision_id": "b", "upstream_token": "***", "extra": {"password": "***"}}
