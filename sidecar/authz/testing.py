@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sidecar.bundle.compile import BundleInvalid, load_snapshot
-from sidecar.bundle.load import BundleReadError
+from sidecar.bundle.check import load_or_report
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.identity.principal import PodIdentity, Principal
 
@@ -86,15 +85,8 @@ def run_tests(snapshot: Snapshot, tests: list[dict[str, Any]], pod: Principal) -
 
 
 def test_command(source: str, out: TextIO, err: TextIO, pod: PodIdentity) -> int:
-    try:
-        snapshot = load_snapshot(source)
-    except BundleReadError as exc:
-        print(f"error: {exc}", file=err)
-        return 1
-    except BundleInvalid as exc:
-        for problem in exc.problems:
-            print(str(problem), file=err)
-        print(f"{source}: invalid bundle ({len(exc.problems)} error(s))", file=err)
+    snapshot = load_or_report(source, err)
+    if snapshot is None:
         return 1
     tests = snapshot.tests
     if not tests:

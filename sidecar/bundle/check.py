@@ -6,18 +6,25 @@ from typing import TextIO
 
 from sidecar.bundle.compile import BundleInvalid, load_snapshot
 from sidecar.bundle.load import BundleReadError
+from sidecar.bundle.snapshot import Snapshot
 
 
-def check(source: str, out: TextIO, err: TextIO) -> int:
+def load_or_report(source: str, err: TextIO) -> Snapshot | None:
+    """The compiled bundle, or None after printing every problem (for CLI commands)."""
     try:
-        snap = load_snapshot(source)
+        return load_snapshot(source)
     except BundleReadError as exc:
         print(f"error: {exc}", file=err)
-        return 1
     except BundleInvalid as exc:
         for problem in exc.problems:
             print(str(problem), file=err)
         print(f"{source}: invalid bundle ({len(exc.problems)} error(s))", file=err)
+    return None
+
+
+def check(source: str, out: TextIO, err: TextIO) -> int:
+    snap = load_or_report(source, err)
+    if snap is None:
         return 1
     print(f"bundle {snap.source}: OK", file=out)
     print(f"  revision   {snap.revision}", file=out)
