@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 import signal
@@ -21,6 +22,24 @@ from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry, setup_telemetry
 
 log = logging.getLogger("sidecar")
+
+
+def tune_gc() -> None:
+    """Make the cyclic collector cheaper for a request server.
+
+    Every request allocates thousands of short-lived containers that reference
+    counting frees; at CPython's default threshold (700) the collector runs
+    every few requests and rescans whatever is in flight. Freezing what exists
+    once serving starts (modules, bundle, sessions) and collecting the young
+    generation less often saved about 12 us of CPU per proxied call in
+    alternating runs (bench/README.md); cycles are still collected.
+    """
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+GC_GEN0_THRESHOLD = 10_000
 
 
 class Sidecar:
@@ -57,6 +76,7 @@ class Sidecar:
             proxy_app(self.store, self.pipeline, self.settings.max_body_bytes), self.settings.http
         )
         self.serving = True
+        tune_gc()
         if watch:
             self._watch = asyncio.get_running_loop().create_task(
                 watch_bundle(self.store, self._stop)
