@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 from multidict import CIMultiDict
 from opentelemetry import propagate, trace
@@ -334,9 +333,13 @@ class Pipeline:
             violations = response_violations(adapter, call.path, body, ex.tool_gate)
             if violations:
                 raise self._blocked_tool_call(ex, violations)
-        usage = adapter.usage_from_body(call.path, body) if is_json else Usage()
         self._finish(
-            ex, call, usage, resp.status, error_type=None if resp.status < 400 else str(resp.status)
+            ex,
+            call,
+            Usage(),
+            resp.status,
+            error_type=None if resp.status < 400 else str(resp.status),
+            body=(adapter, body) if is_json else None,
         )
         return Reply(resp.status, down, body)
 
@@ -393,7 +396,7 @@ class Pipeline:
             _end_error(attempt, None, "cancelled by the caller")
             resp.close()
             raise
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             failure = _upstream_failure(ex.upstream, exc, midstream=True)
             error_type = failure.kind.value
             _end_error(attempt, exc)
@@ -405,9 +408,39 @@ class Pipeline:
     # --- account -------------------------------------------------------------------------
 
     def _finish(
-        self, ex: Exchange, call: Call, usage: Usage, status: int, *, error_type: str | None
+        self,
+        ex: Exchange,
+        call: Call,
+        usage: Usage,
+        status: int,
+        *,
+        error_type: str | None,
+        body: tuple[Adapter, bytes] | None = None,
     ) -> None:
+        """Close the books on a call once its reply is on the wire.
+
+        Metrics, the decision log, the span's closing attributes and reading
+        usage out of a plain reply (`body`) need nothing the caller waits for,
+        so they run in the loop's next turn: after the handler has written the
+        response, not before.
+        """
         elapsed = time.perf_counter() - ex.started
+        asyncio.get_running_loop().call_soon(
+            self._account, ex, call, usage, status, error_type, elapsed, body
+        )
+
+    def _account(
+        self,
+        ex: Exchange,
+        call: Call,
+        usage: Usage,
+        status: int,
+        error_type: str | None,
+        elapsed: float,
+        body: tuple[Adapter, bytes] | None,
+    ) -> None:
+        if body is not None:
+            usage = body[0].usage_from_body(call.path, body[1])
         up = ex.upstream
         attrs = (
             call.operation,
@@ -529,7 +562,7 @@ def _upstream_failure(
             f"upstream '{name}' timed out {where}".rstrip(),
             code="upstream_timeout",
         )
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
+    if isinstance(exc, OSError):
         detail = str(exc) or type(exc).__name__
         return SidecarError(
             ErrorKind.BAD_GATEWAY,

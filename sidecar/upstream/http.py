@@ -1,13 +1,13 @@
-"""Forward to a provider over HTTP with one pooled client session per upstream."""
+"""Forward to a provider over HTTP, with one connection pool per upstream."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
 
-import aiohttp
 from multidict import CIMultiDict
 
 from sidecar.bundle.snapshot import UpstreamSpec
+from sidecar.upstream.h1 import Pool, Response
 
 # Until per-route deadlines exist, a connect that takes this long is a dead host,
 # and a silence this long between bytes is a stuck provider (long reasoning
@@ -15,55 +15,31 @@ from sidecar.bundle.snapshot import UpstreamSpec
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 600.0
 
-
-class HttpResponse:
-    __slots__ = ("_resp", "headers", "status")
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-        self.status = resp.status
-        self.headers: Mapping[str, str] = resp.headers
-
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.read()
-        finally:
-            self._resp.release()
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._resp.content.iter_any()
-
-    def release(self) -> None:
-        self._resp.release()
-
-    def close(self) -> None:
-        self._resp.close()
+HttpResponse = Response
 
 
 class HttpTransport:
-    def __init__(self, spec: UpstreamSpec, connection_limit: int = 512) -> None:
+    def __init__(self, spec: UpstreamSpec) -> None:
         self.spec = spec
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connection_limit, ttl_dns_cache=60),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S
-            ),
-            auto_decompress=True,
-            # The proxy decides every header it sends; no cookies carried between agents' calls.
-            cookie_jar=aiohttp.DummyCookieJar(),
+        parts = urlsplit(spec.prefix)
+        tls = parts.scheme == "https"
+        self._prefix = parts.path.rstrip("/")
+        self._pool = Pool(
+            parts.hostname or spec.host,
+            parts.port or (443 if tls else 80),
+            tls=tls,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=READ_TIMEOUT_S,
         )
 
     async def send(
         self, method: str, path: str, headers: CIMultiDict[str], body: bytes
     ) -> HttpResponse:
-        resp = await self._session.request(
-            method,
-            self.spec.url_for(path),
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-        )
-        return HttpResponse(resp)
+        return await self._pool.request(method, self._prefix + path, headers, body)
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
 
     async def close(self) -> None:
-        await self._session.close()
+        self._pool.close()

@@ -112,7 +112,7 @@ async def test_inflight_stream_survives_reload_and_old_session_closes_after(
             await asyncio.sleep(0.01)
         assert old_gen.inflight == 0 and old_gen.specs == []
         await asyncio.sleep(0.05)
-        assert old_transport._session.closed  # type: ignore[attr-defined]
+        assert old_transport.closed  # type: ignore[attr-defined]
         # the mock and claude upstreams were unchanged and are still shared with the new generation
         new_gen = sc.sidecar.store.active
         assert new_gen is not None and new_gen.transports["mock"] is old_gen.transports["mock"]
