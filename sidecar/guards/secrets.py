@@ -1,0 +1,499 @@
+"""Credentials in text: provider keys by their published shapes, other secrets by context.
+
+An agent pastes keys into prompts, tool arguments and curl commands; a model
+echoes them back. Provider keys have documented shapes (a fixed prefix, an
+alphabet, a length, sometimes a marker), so they are recognised exactly and
+need no surrounding words. Any other credential is only recognisable by what
+names it (`password = ...`, `"client_secret": ...`, `Authorization: Bearer ...`)
+plus a value that looks random; that rule is a heuristic and reports a lower
+confidence.
+
+Speed matters because every message passes here, and most text is prose. All
+provider shapes are one regex whose every branch begins at a rare character
+(`-`, `_`, `A`, `J`, `.`: the separator inside `sk-`, `ghp_`, `xoxb-`, ... and
+the capital in `AKIA`, `AIza`, `eyJ`) and looks behind for the rest of the
+prefix, so the regex engine skips ordinary letters without starting a match.
+Keyword assignments are found the same way, from the assignment operator
+backwards to the name. A candidate either fails within a few characters or
+matches its whole run (possessively where the run could be retried), and the
+format checks that need more than a regex run once per candidate in Python, so
+the time stays linear in the text.
+
+Decisions a reader may look for:
+
+* Stripe test-mode secret keys (`sk_test_`, `rk_test_`) are reported, with a
+  lower confidence: they authenticate to a real account's test data and
+  settings. Publishable keys (`pk_`) are public by design and are not.
+* Slack incoming-webhook URLs are reported as `SLACK_TOKEN`: the URL is the
+  credential.
+* A value that carries a provider's prefix but not its format (too short, a
+  wrong alphabet) is a truncated or made-up example, not a generic secret.
+* Public keys and certificates are not secrets; only `PRIVATE KEY` blocks are,
+  and only with at least one line of key material (not `<your key here>`).
+* After a keyword, a random-looking value is reported — except a UUID or a
+  hex string of a digest's length (32, 40 or 64 characters): those shapes are
+  overwhelmingly record ids, commit SHAs and content hashes that configs and
+  logs assign to `id`/`key`/`token`-like names, and flagging them would bury
+  real findings. Base64 blobs stay reported (AWS secret keys have that shape).
+  Without a keyword none of these is. A value that names or points at a secret instead
+  (`settings.API_KEY`, `$TOKEN`, a path, a URL, an identifier in code) is not.
+* A candidate that fails its format check consumes its run of characters: a
+  key glued inside a longer token is part of that token, not a key.
+
+A finding never carries the matched text; `Finding` is safe to log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Final
+
+from sidecar.guards.finding import Finding
+
+__all__ = [
+    "DEFAULT_KEYWORDS",
+    "EXTRA_HOLD_CHARS",
+    "KIND",
+    "TYPES",
+    "SecretsDetector",
+    "shannon_entropy",
+]
+
+KIND: Final = "secrets"
+TYPES: Final = (
+    "OPENAI_KEY",
+    "ANTHROPIC_KEY",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "GITHUB_TOKEN",
+    "SLACK_TOKEN",
+    "STRIPE_KEY",
+    "GOOGLE_API_KEY",
+    "HUGGINGFACE_TOKEN",
+    "NPM_TOKEN",
+    "PRIVATE_KEY",
+    "JWT",
+    "GENERIC_SECRET",
+)
+
+# A keyword-assigned value may contain these besides letters, digits and `_.%+-@:/=~`
+# (passwords use them); a stream must hold them back as part of a possible value.
+EXTRA_HOLD_CHARS: Final = "!#$*^"
+
+# Matched inside the name before an assignment, ignoring case and `_`, `-`, `.`;
+# "bearer" and "basic" are HTTP auth schemes, followed by a space instead.
+DEFAULT_KEYWORDS: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "access_key",
+    "auth_key",
+    "private_key",
+    "signing_key",
+    "encryption_key",
+    "master_key",
+    "credential",
+    "authorization",
+    "bearer",
+    "basic",
+)
+
+_AUTH_SCHEMES = ("bearer", "basic")
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_B64URL = _WORD | {"_", "-"}
+
+# Each branch starts at one literal character, so the engine only tries a
+# match where that character occurs; the named group says which format it is.
+_PROVIDERS = re.compile(
+    r"-(?:"
+    r"(?P<pem>----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----)"
+    r"|(?<=sk-)(?P<anthropic>ant-(?:[a-z]{2,8}[0-9]{2}-)?[A-Za-z0-9_-]{32,})"
+    r"|(?<=sk-)(?P<openai>[A-Za-z0-9_-]{20,})"
+    r"|(?<=xox[abposre]-)(?P<slack>[A-Za-z0-9-]{20,})"
+    r"|(?<=xapp-)(?P<slack_app>[A-Za-z0-9-]{20,})"
+    r")"
+    r"|_(?<=[kcpousrbfim]_)(?:"  # the last letter of a prefix first: `MY_CONST` fails fast
+    r"(?<=sk_)(?P<stripe_sk>(?:live|test)_[A-Za-z0-9]{20,})"
+    r"|(?<=rk_)(?P<stripe_rk>(?:live|test)_[A-Za-z0-9]{20,})"
+    r"|(?<=whsec_)(?P<stripe_whsec>[A-Za-z0-9+/=]{32,})"
+    r"|(?<=gh[pousr]_)(?P<github>[A-Za-z0-9]{36,})"
+    r"|(?<=github_)(?P<github_pat>pat_[A-Za-z0-9_]{40,})"
+    r"|(?<=hf_)(?P<hf>[A-Za-z0-9]{34,})"
+    r"|(?<=api_)(?P<hf_org>org_[A-Za-z0-9]{34,})"
+    r"|(?<=npm_)(?P<npm>[A-Za-z0-9]{36})(?![A-Za-z0-9])"
+    r")"
+    r"|A(?:"
+    r"(?=[KSBC])(?P<aws>(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16})(?![A-Za-z0-9])"
+    r"|(?P<google>Iza[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])"
+    r"|(?<=eyA)(?P<jwt_spaced>[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)*+)"
+    r")"
+    r"|J(?<=eyJ)(?P<jwt>[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)*+)"
+    r"|\.(?<=hooks\.)(?P<slack_hook>slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/+-]{20,})"
+)
+
+# group -> (finding type, characters of the prefix before the group, confidence)
+_GROUPS: Final[dict[str, tuple[str, int, float]]] = {
+    "pem": ("PRIVATE_KEY", 1, 1.0),
+    "anthropic": ("ANTHROPIC_KEY", 3, 1.0),
+    "openai": ("OPENAI_KEY", 3, 1.0),
+    "slack": ("SLACK_TOKEN", 5, 1.0),
+    "slack_app": ("SLACK_TOKEN", 5, 1.0),
+    "stripe_sk": ("STRIPE_KEY", 3, 1.0),
+    "stripe_rk": ("STRIPE_KEY", 3, 1.0),
+    "stripe_whsec": ("STRIPE_KEY", 6, 1.0),
+    "github": ("GITHUB_TOKEN", 4, 1.0),
+    "github_pat": ("GITHUB_TOKEN", 7, 1.0),
+    "hf": ("HUGGINGFACE_TOKEN", 3, 1.0),
+    "hf_org": ("HUGGINGFACE_TOKEN", 4, 1.0),
+    "npm": ("NPM_TOKEN", 4, 1.0),
+    "aws": ("AWS_ACCESS_KEY", 1, 1.0),
+    "google": ("GOOGLE_API_KEY", 1, 1.0),
+    "jwt_spaced": ("JWT", 3, 1.0),
+    "jwt": ("JWT", 3, 1.0),
+    "slack_hook": ("SLACK_TOKEN", 6, 1.0),
+}
+_STRIPE_TEST_CONFIDENCE = 0.6
+_GENERIC_CONFIDENCE = 0.7
+_AWS_SECRET_CONFIDENCE = 0.9
+
+_OPENAI_MARKER = "T3BlbkFJ"  # base64 of "OpenAI", inside every legacy and project key
+# Project, service-account and admin keys; or the classic 48 letters and digits (no
+# marker in the oldest keys), a form OpenAI-compatible providers copied.
+_OPENAI_SHAPE = re.compile(r"(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{40,}|[A-Za-z0-9]{32,}")
+
+_PEM_END = re.compile(r"-----END (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_MAX_BODY = 64 * 1024  # an 8192-bit RSA key is under 7 KB
+# Without an END line: the base64 lines (and `Name: value` headers) that follow.
+_PEM_LINES = re.compile(
+    r"(?:[ \t]*(?:\r?\n|\\r\\n|\\n)[ \t]*(?:[A-Za-z-]+: [^\r\n\\]*|[A-Za-z0-9+/=]+))*"
+)
+_PEM_KEY_LINE = re.compile(r"[A-Za-z0-9+/=]{40,}")  # prose between the lines has spaces
+_PEM_NOT_BASE64 = re.compile(r"\\[rn]|[^A-Za-z0-9+/=]")  # escaped newlines, spaces, headers
+
+# Every branch starts with a literal (`=`, `:`, `B`, `b`), for the same reason as above.
+_OPERATORS = r"=[=>]?|:=?|Bearer[ \t]|bearer[ \t]|BEARER[ \t]|Basic[ \t]|basic[ \t]|BASIC[ \t]"
+_VALUE_CHARS = "A-Za-z0-9_.%+@:/=~" + re.escape(EXTRA_HOLD_CHARS) + "-"
+# The name before an assignment, read backwards: spaces, `]`, a quote, then the name.
+_NAME_BEFORE = re.compile(r"[ \t]{0,8}\]?[\"'`]?\]?([A-Za-z0-9_.\-]{1,40})")
+_NAME_WINDOW = 52
+
+# Names that hold something about a secret, not the secret.
+_NOT_SECRET_SUFFIXES = (
+    "url", "uri", "endpoint", "file", "path", "dir", "name", "type", "id", "count",
+    "length", "len", "limit", "size", "ttl", "expiry", "expires", "expiresat", "timeout",
+    "policy", "header", "prefix", "field", "ref", "izer", "ized", "env", "var",
+)  # fmt: skip
+_NOT_SECRET_NAMES = ("pagetoken", "nexttoken", "continuationtoken", "synctoken", "tokenize")
+_PLACEHOLDER_WORDS = (
+    "example", "dummy", "placeholder", "changeme", "change_me", "change-me", "redacted",
+    "your", "xxxx", "****", "sample", "fake", "insert", "replace",
+)  # fmt: skip
+_PROVIDER_PREFIXES = (
+    "sk-ant-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk_live_", "sk_test_", "rk_live_",
+    "rk_test_", "whsec_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xoxa-",
+    "xoxb-", "xoxe", "xoxo-", "xoxp-", "xoxr-", "xoxs-", "xapp-", "AIza", "AKIA", "ASIA",
+    "hf_", "api_org_", "npm_", "eyJ",
+)  # fmt: skip
+_REFERENCE = re.compile(
+    r"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)+"  # settings.API_KEY
+    r"|_*[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"  # OPENAI_API_KEY
+    r"|\$[A-Za-z_{].*|%[A-Za-z_][A-Za-z0-9_]*%"  # $VAR, ${VAR}, %VAR%
+)
+_WORDS = re.compile(r"[a-z]+(?:[_.-][a-z]+)+")  # my-app-db-credentials
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]*[A-Za-z][A-Za-z0-9_]*")
+_SNAKE_PART = re.compile(r"[A-Za-z]+[0-9]{0,3}[A-Za-z]*|[0-9]{1,3}")
+# Pieces of a name: `HTTPBasicAuthHandler` is HTTP, Basic, Auth, Handler. Random text
+# changes case or turns to digits every one or two characters, and its lowercase
+# runs often have no vowel.
+_NAME_PIECES = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_NAME_PIECE_LENGTH = 3.5
+_VOWELS = frozenset("aeiouy")
+_PATH = re.compile(r"(?:~|\.{1,2})?/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]*)+")
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+_PROVIDER_MIN_ENTROPY = 2.5  # the random part of a real key; below it, `xxxx` or `0000`
+_PROSE_BODY = re.compile(r"[a-z_-]+")  # `xoxb-tokens-are-for-bots`: words, not a key
+_PEM_MIN_ENTROPY = 4.0  # base64 of DER is close to 6 bits a character
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of `value`, from its own character frequencies."""
+    n = len(value)
+    if not n:
+        return 0.0
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _mostly_sequential(value: str) -> bool:
+    """`1234567890abcdef`, `aaaa`, `abcdef`: most neighbours one code point apart or equal."""
+    steps = sum(1 for a, b in pairwise(value) if abs(ord(a) - ord(b)) <= 1)
+    return steps * 2 >= len(value) - 1
+
+
+def _is_placeholder(value: str, min_entropy: float) -> bool:
+    low = value.lower()
+    return (
+        any(word in low for word in _PLACEHOLDER_WORDS)
+        or _mostly_sequential(value)
+        or shannon_entropy(value) < min_entropy
+    )
+
+
+def _is_name(value: str) -> bool:
+    """`max_tokens_per_1_minute`, `AsyncAzureADTokenProvider`: a name in code, not a secret."""
+    if not _IDENTIFIER.fullmatch(value):
+        return False
+    core = value.strip("_")
+    if "_" in core:
+        return all(_SNAKE_PART.fullmatch(part) for part in core.split("_") if part)
+    if core.islower() or core.isupper():
+        return False
+    pieces = _NAME_PIECES.findall(core)
+    if sum(map(len, pieces)) < _NAME_PIECE_LENGTH * len(pieces):
+        return False
+    return all(
+        len(p) < 3 or not p[-1].islower() or not _VOWELS.isdisjoint(p.lower()) for p in pieces
+    )
+
+
+def _jwt_header(segment: str) -> dict[str, object] | None:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        header = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return header if isinstance(header, dict) and "alg" in header else None
+
+
+_SEPARATORS = str.maketrans("", "", "_-.")
+
+
+def _normalize(name: str) -> str:
+    return name.lower().translate(_SEPARATORS)
+
+
+class SecretsDetector:
+    """Finds credentials; `scan` returns non-overlapping findings sorted by start.
+
+    `entropy_threshold` (bits per character) and `min_value_length` apply to values
+    found by a keyword (`GENERIC_SECRET`, `AWS_SECRET_KEY`); provider formats carry
+    their own lengths. `keywords` replaces `DEFAULT_KEYWORDS`; an empty list turns
+    the keyword rule off and leaves the provider formats.
+    """
+
+    __slots__ = (
+        "_assign",
+        "_entropy_threshold",
+        "_keywords",
+        "_min_value_length",
+        "_schemes",
+    )
+
+    def __init__(
+        self,
+        *,
+        entropy_threshold: float = 3.5,
+        min_value_length: int = 16,
+        keywords: Sequence[str] | None = None,
+    ) -> None:
+        if min_value_length < 1:
+            raise ValueError("min_value_length must be at least 1")
+        words = [_normalize(k) for k in (DEFAULT_KEYWORDS if keywords is None else keywords)]
+        names = [re.escape(w) for w in words if w and w not in _AUTH_SCHEMES]
+        self._keywords = re.compile("|".join(names)) if names else None
+        self._schemes = frozenset(w for w in words if w in _AUTH_SCHEMES)
+        self._entropy_threshold = entropy_threshold
+        self._min_value_length = min_value_length
+        self._assign = re.compile(
+            rf"(?:{_OPERATORS})[ \t]{{0,8}}(?P<quote>[rRbBuUfF]{{0,2}}[\"'`])?"
+            rf"(?P<value>[{_VALUE_CHARS}]{{{min_value_length},}})"
+        )
+
+    def scan(self, text: str) -> list[Finding]:
+        found = self._providers(text)
+        if self._keywords is not None or self._schemes:
+            generic = self._assignments(text)
+            if generic:
+                found = _merge(found, generic)
+        return found
+
+    # -- provider formats ---------------------------------------------------------------
+
+    def _providers(self, text: str) -> list[Finding]:
+        out: list[Finding] = []
+        pos = 0
+        # Where the next END line and the next BEGIN line are: each found once, not once
+        # per header, so many headers cost no more than one.
+        next_end = next_begin = 0
+        search = _PROVIDERS.search
+        while (m := search(text, pos)) is not None:
+            pos = m.end()
+            group = m.lastgroup
+            if group is None:  # pragma: no cover - every branch has a named group
+                continue
+            kind, back, confidence = _GROUPS[group]
+            start = m.start(group) - back
+            end = m.end()
+            if group == "pem":
+                if next_end != -1 and next_end < end:
+                    next_end = text.find("-----END ", end)
+                if next_begin != -1 and next_begin < end:
+                    next_begin = text.find("-----BEGIN ", end)
+                own_end = next_end if next_begin == -1 or next_end < next_begin else -1
+                pem_end = _pem_end(text, end, own_end)
+                if pem_end is not None:
+                    out.append(Finding(KIND, kind, start, pem_end, confidence))
+                    pos = pem_end
+                continue
+            if group == "slack_hook":
+                for scheme in ("https://", "http://"):
+                    if text.startswith(scheme, start - len(scheme), start):
+                        start -= len(scheme)
+                        break
+            elif start > 0 and text[start - 1] in (_B64URL if kind == "JWT" else _WORD):
+                continue
+            body = m.group(group)
+            if group == "openai":
+                if not (_OPENAI_MARKER in body or _OPENAI_SHAPE.fullmatch(body)):
+                    continue
+            elif kind == "JWT":
+                jwt_end = _jwt_end(text, start, end)
+                if jwt_end is not None:
+                    out.append(Finding(KIND, kind, start, jwt_end, confidence))
+                continue
+            elif kind == "STRIPE_KEY" and body.startswith("test_"):
+                confidence = _STRIPE_TEST_CONFIDENCE
+            if _PROSE_BODY.fullmatch(body) or _is_placeholder(body, _PROVIDER_MIN_ENTROPY):
+                continue
+            out.append(Finding(KIND, kind, start, end, confidence))
+        return out
+
+    # -- keyword assignments --------------------------------------------------------------
+
+    def _assignments(self, text: str) -> list[Finding]:
+        out: list[Finding] = []
+        for m in self._assign.finditer(text):
+            start = m.start("value")
+            value = m.group("value").rstrip(".:")  # a full stop or colon after the value
+            end = start + len(value)
+            if len(value) < self._min_value_length or value.startswith(_PROVIDER_PREFIXES):
+                continue
+            op = m.start()
+            if text[op] in "Bb":  # an HTTP auth scheme, `Authorization: Bearer <value>`
+                scheme = text[op : op + 6].rstrip().lower()
+                if (op > 0 and text[op - 1] in _WORD) or scheme not in self._schemes:
+                    continue
+                name = ""
+            else:
+                found = self._keyword_name(text, op)
+                if found is None:
+                    continue
+                name = found
+            passwordish = "pass" in name
+            kind, confidence = "GENERIC_SECRET", _GENERIC_CONFIDENCE
+            if ("aws" in name or "secretaccesskey" in name) and _AWS_SECRET.fullmatch(value):
+                kind, confidence = "AWS_SECRET_KEY", _AWS_SECRET_CONFIDENCE
+            elif not self._looks_secret(
+                value, passwordish=passwordish, quoted=m.start("quote") != -1
+            ):
+                continue
+            if _is_placeholder(value, self._entropy_threshold):
+                continue
+            out.append(Finding(KIND, kind, start, end, confidence))
+        return out
+
+    def _keyword_name(self, text: str, op: int) -> str | None:
+        """The normalized name assigned at `op` if it names a secret, else None."""
+        window = text[max(0, op - _NAME_WINDOW) : op][::-1]
+        m = _NAME_BEFORE.match(window)
+        if m is None:
+            return None
+        name = _normalize(m.group(1)[::-1])
+        if self._keywords is None or self._keywords.search(name) is None:
+            return None
+        if name.endswith(_NOT_SECRET_SUFFIXES) or any(n in name for n in _NOT_SECRET_NAMES):
+            return None
+        return name
+
+    @staticmethod
+    def _looks_secret(value: str, *, passwordish: bool, quoted: bool) -> bool:
+        """False for a value that names or points at a secret instead of being one.
+
+        A quoted password made of words is still a password; an unquoted name after
+        `password =` is a variable in code.
+        """
+        if "://" in value or _REFERENCE.fullmatch(value) or _PATH.fullmatch(value):
+            return False
+        if _IDENTIFIER_SHAPE.fullmatch(value):
+            return False
+        if passwordish and quoted:
+            return True
+        return not (_WORDS.fullmatch(value) or _is_name(value))
+
+
+# A canonical UUID, or hex of an MD5, SHA-1 or SHA-256 digest's length.
+_IDENTIFIER_SHAPE = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}"
+)
+
+
+def _pem_end(text: str, header_end: int, end_at: int) -> int | None:
+    """Where the private-key block whose header ends at `header_end` ends; None if empty.
+
+    `end_at` is the offset of the END line before any other BEGIN line (-1: none).
+    Without one, or too far away, the block is the key lines that follow the header.
+    """
+    if end_at != -1 and end_at - header_end <= _PEM_MAX_BODY:
+        end_line = _PEM_END.match(text, end_at)
+        if end_line is not None:
+            body = text[header_end:end_at]
+            return end_line.end() if _pem_body_ok(body) else None
+    lines = _PEM_LINES.match(text, header_end)
+    end = lines.end() if lines else header_end
+    return end if _pem_body_ok(text[header_end:end]) else None
+
+
+def _pem_body_ok(body: str) -> bool:
+    """Key material, not a template: a long base64 line, and random-looking overall."""
+    return bool(_PEM_KEY_LINE.search(body)) and (
+        shannon_entropy(_PEM_NOT_BASE64.sub("", body)) >= _PEM_MIN_ENTROPY
+    )
+
+
+def _jwt_end(text: str, start: int, end: int) -> int | None:
+    """The end of a JWS (3 segments) or JWE (5) whose header names an `alg`, else None."""
+    segments = text[start:end].split(".")
+    while len(segments) > 3 and not segments[-1]:  # full stops after the token
+        segments.pop()
+    if len(segments) not in (3, 5) or not segments[1]:
+        return None
+    header = _jwt_header(segments[0])
+    if header is None:
+        return None
+    if len(segments) == 3 and not segments[2] and header.get("alg") != "none":
+        return None
+    return start + sum(map(len, segments)) + len(segments) - 1
+
+
+def _merge(providers: list[Finding], generic: list[Finding]) -> list[Finding]:
+    """Provider findings win; a keyword finding is kept only where none overlaps it."""
+    if not providers:
+        return generic
+    kept: list[Finding] = []
+    i = 0
+    for g in generic:  # both lists are sorted and each is free of overlaps
+        while i < len(providers) and providers[i].end <= g.start:
+            i += 1
+        if i == len(providers) or providers[i].start >= g.end:
+            kept.append(g)
+    return sorted(providers + kept, key=lambda f: f.start)
