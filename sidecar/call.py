@@ -23,10 +23,22 @@ class Provider(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """One piece of text a guard reads, labelled with where it came from."""
+    """One piece of text a guard reads, labelled with where it came from.
+
+    `holder` and `key` locate the string in the parsed body (`holder[key]`), so
+    a guard that redacts can rewrite it in place and nothing else is touched.
+    """
 
     channel: str  # "system" | "user" | "assistant" | "tool_result" | "prompt" | "input"
     text: str
+    holder: Any = field(default=None, compare=False, repr=False)
+    key: Any = field(default=None, compare=False, repr=False)
+
+    def replace(self, new: str) -> None:
+        """Write `new` where this text was found in the body."""
+        if self.holder is None:
+            raise ValueError("this text has no place in a body to write to")
+        self.holder[self.key] = new
 
 
 @dataclass(frozen=True, slots=True)

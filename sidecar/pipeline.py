@@ -8,8 +8,10 @@ Identity, authorization, guards and limits slot in before `forward`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from sidecar.adapters.base import Adapter
+from sidecar.adapters.output import StreamEditor
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
 from sidecar.authz.tools import EventAligner, ToolGate, response_violations, stream_violations
@@ -27,6 +30,14 @@ from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward import downstream_headers, upstream_headers
+from sidecar.guards.stage import (
+    OutputFilter,
+    Record,
+    Subject,
+    check_input,
+    check_output,
+    log_entries,
+)
 from sidecar.identity.principal import PodIdentity, Principal
 from sidecar.identity.resolve import identify, identify_with_jwt
 from sidecar.telemetry import names
@@ -38,6 +49,7 @@ DECISION_HEADER = "x-sidecar-decision-id"
 REVISION_HEADER = "x-sidecar-bundle-revision"
 UPSTREAM_HEADER = "x-sidecar-upstream"
 TOOLS_REMOVED_HEADER = "x-sidecar-tools-removed"
+REDACTED_HEADER = "x-sidecar-redacted"
 
 
 @dataclass
@@ -71,6 +83,8 @@ class Exchange:
     authz_seconds: float = 0.0
     tool_gate: ToolGate | None = None  # set when the request offered tools
     tools_removed: tuple[str, ...] = ()
+    guards: Record | None = None  # set when the bundle has guards
+    subject: Subject | None = None
 
 
 class Pipeline:
@@ -114,6 +128,7 @@ class Pipeline:
             self._authorize(gen, call, principal, ex)
             self._govern_tools(gen, adapter, call, principal, ex)
             route, spec = self._route(gen, call, ex)
+            await self._guard_input(gen, call, principal, ex, route)
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
             reply = self.error(adapter, err, ex)
@@ -140,6 +155,10 @@ class Pipeline:
             headers[UPSTREAM_HEADER] = ex.upstream.name
         if ex.tools_removed:
             headers[TOOLS_REMOVED_HEADER] = ",".join(ex.tools_removed)
+        if ex.guards is not None and ex.guards.hits:
+            redacted = ex.guards.redactions()
+            if redacted:
+                headers[REDACTED_HEADER] = ",".join(f"{g}={n}" for g, n in redacted.items())
         return headers
 
     def count(self, ex: Exchange, status: int) -> None:
@@ -234,6 +253,92 @@ class Pipeline:
         call.raw = orjson.dumps(call.body)  # the only case where the body is re-serialized
         ex.tools_removed = tuple(forbidden)
 
+    # --- guards --------------------------------------------------------------------------
+
+    async def _guard_input(
+        self, gen: Generation, call: Call, principal: Principal, ex: Exchange, route: Route
+    ) -> None:
+        gs = gen.snapshot.guards
+        if gs.empty:
+            return
+        ex.guards = Record(trace=self._stage_trace(ex))
+        ex.subject = Subject(route.name, principal.tenant, call.model, principal.roles)
+        if not gs.input:
+            return
+        with ex.guards.stage("input"):
+            changed = await check_input(gs, call.texts, ex.subject, ex.guards)
+        if changed:
+            call.raw = orjson.dumps(call.body)
+
+    async def _guard_output(
+        self, gen: Generation, adapter: Adapter, call: Call, ex: Exchange, body: bytes
+    ) -> bytes:
+        record, subject = ex.guards, ex.subject
+        gs = gen.snapshot.guards
+        if record is None or subject is None:
+            return body
+        if not (gs.output or gs.tool or record.vault is not None):
+            return body
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if not isinstance(obj, dict):
+            return body
+        texts, calls = adapter.reply_texts(call.path, obj)
+        with record.stage("output"):
+            changed = await check_output(gs, texts, calls, subject, record)
+        return orjson.dumps(obj) if changed else body
+
+    def _output_editor(
+        self, gen: Generation, adapter: Adapter, call: Call, ex: Exchange
+    ) -> StreamEditor | None:
+        if ex.guards is None or ex.subject is None:
+            return None
+        flt = OutputFilter(gen.snapshot.guards, ex.subject, ex.guards)
+        if not flt.active:
+            return None
+        return adapter.stream_editor(call.path, flt)
+
+    def _stage_trace(self, ex: Exchange) -> Callable[[str], AbstractContextManager[None]]:
+        """Wraps a guard stage in its span (`guard.input`, `guard.output`, `guard.tool`)."""
+
+        @contextlib.contextmanager
+        def stage(name: str) -> Iterator[None]:
+            span = self._guard_span(f"guard.{name}", ex)
+            start = len(ex.guards.hits) if ex.guards is not None else 0
+            try:
+                yield
+            except SidecarError as err:
+                self._end_guard_span(span, ex, name, err, start)
+                raise
+            self._end_guard_span(span, ex, name, None, start)
+
+        return stage
+
+    def _guard_span(self, name: str, ex: Exchange) -> Span:
+        parent = trace.set_span_in_context(ex.span) if ex.span is not None else None
+        return self._tracer.start_span(name, context=parent)
+
+    def _end_guard_span(
+        self, span: Span, ex: Exchange, stage: str, err: SidecarError | None, start: int = 0
+    ) -> None:
+        if self._recording and ex.guards is not None:
+            hits = [h for h in ex.guards.hits[start:] if h.stage == stage]
+            span.set_attribute(names.SIDECAR_GUARD_FINDINGS, len(hits))
+            if hits:
+                span.set_attribute(names.SIDECAR_GUARD_TYPES, sorted({h.type for h in hits}))
+                span.set_attribute(names.SIDECAR_GUARD_ID, sorted({h.guard for h in hits}))
+            outcome = (
+                "block"
+                if err is not None
+                else ("redact" if any(h.action == "redact" for h in hits) else "pass")
+            )
+            span.set_attribute(names.SIDECAR_GUARD_OUTCOME, outcome)
+            if err is not None:
+                span.set_status(Status(StatusCode.ERROR, err.message))
+        span.end()
+
     def _blocked_tool_call(self, ex: Exchange, names: list[str]) -> SidecarError:
         who = ex.principal.id if ex.principal else "?"
         listed = ", ".join(f"'{n}'" for n in names)
@@ -319,9 +424,12 @@ class Pipeline:
             raise _upstream_failure(spec, exc) from exc
         attempt.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, resp.status)
         down = downstream_headers(resp.headers)
-        down.extend(self.sidecar_headers(ex))
         if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            return StreamReply(resp.status, down, self._relay(adapter, call, ex, resp, attempt))
+            down.extend(self.sidecar_headers(ex))
+            editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
+            return StreamReply(
+                resp.status, down, self._relay(adapter, call, ex, resp, attempt, editor)
+            )
         try:
             body = await resp.read()
         except BaseException as exc:
@@ -333,6 +441,9 @@ class Pipeline:
             violations = response_violations(adapter, call.path, body, ex.tool_gate)
             if violations:
                 raise self._blocked_tool_call(ex, violations)
+        if ex.guards is not None and is_json:
+            body = await self._guard_output(gen, adapter, call, ex, body)
+        down.extend(self.sidecar_headers(ex))
         self._finish(
             ex,
             call,
@@ -350,19 +461,27 @@ class Pipeline:
         ex: Exchange,
         resp: UpstreamResponse,
         attempt: Span,
+        editor: StreamEditor | None = None,
     ) -> AsyncIterator[bytes]:
-        """Pass each chunk on as it arrives, learning usage on the way."""
+        """Pass each chunk on as it arrives, learning usage on the way.
+
+        With a tool gate or output guards, chunks are cut at event boundaries
+        first, so a forbidden call or a finding is acted on before any of its
+        bytes go out; a block ends the stream with a provider-shaped error event.
+        """
         observer = adapter.stream_observer(call.path)
         first = True
         error_type: str | None = None if resp.status < 400 else str(resp.status)
         gate = ex.tool_gate if resp.status < 300 else None
-        aligner = EventAligner() if gate is not None else None
+        aligner = EventAligner() if gate is not None or editor is not None else None
+        guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
+        guard_error: SidecarError | None = None
         try:
             async for chunk in resp.chunks():
                 observer.feed(chunk)
-                if aligner is not None and gate is not None:
+                if aligner is not None:
                     chunk = aligner.feed(chunk)
-                    violations = stream_violations(adapter, call.path, chunk, gate)
+                    violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
                     if violations:
                         blocked = self._blocked_tool_call(ex, violations)
                         error_type = "tool_call_blocked"
@@ -370,6 +489,16 @@ class Pipeline:
                         resp.close()
                         yield adapter.stream_error(blocked)
                         return
+                    if editor is not None and chunk:
+                        try:
+                            chunk = editor.feed(chunk)
+                        except SidecarError as err:
+                            guard_error = err
+                            error_type = "guard_blocked"
+                            _end_error(attempt, None, err.message)
+                            resp.close()
+                            yield adapter.stream_error(err)
+                            return
                     if not chunk:
                         continue
                 if first:
@@ -387,6 +516,13 @@ class Pipeline:
                 yield chunk
             if aligner is not None:
                 rest = aligner.flush()
+                if editor is not None:
+                    try:
+                        rest = editor.feed(rest) + editor.close()
+                    except SidecarError as err:
+                        guard_error = err
+                        error_type = "guard_blocked"
+                        rest = adapter.stream_error(err)
                 if rest:
                     yield rest
             resp.release()
@@ -403,6 +539,8 @@ class Pipeline:
             resp.close()
             yield adapter.stream_error(failure)
         finally:
+            if guard_span is not None:
+                self._end_guard_span(guard_span, ex, "output", guard_error)
             self._finish(ex, call, observer.usage, resp.status, error_type=error_type)
 
     # --- account -------------------------------------------------------------------------
@@ -456,6 +594,9 @@ class Pipeline:
         if usage.output_tokens is not None:
             self._m.token_usage.record(usage.output_tokens, (*attrs, "output"))
         self.count(ex, status)
+        if ex.guards is not None:
+            for hit in ex.guards.hits:
+                self._m.guard_findings.add(1, (hit.guard, hit.type, hit.action))
         if self.decision_log.enabled:
             self.decision_log.record(self._log_entry(ex, call, usage, status, error_type, elapsed))
         span = ex.span
@@ -505,6 +646,8 @@ class Pipeline:
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
             "duration_ms": round(elapsed * 1000, 3),
         }
+        if ex.guards is not None and ex.guards.hits:
+            entry["guards"] = log_entries(ex.guards)
         if self.decision_log.include_content:
             entry["content"] = [{"channel": t.channel, "text": t.text} for t in call.texts]
         return entry

@@ -13,6 +13,12 @@ from sidecar.adapters.base import (
     require_model,
     stream_flag,
 )
+from sidecar.adapters.output import (
+    AnthropicEditor,
+    StreamEditor,
+    TextFilter,
+    anthropic_reply_texts,
+)
 from sidecar.adapters.sse import SSEParser
 from sidecar.call import Call, Provider, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
@@ -41,7 +47,7 @@ _TEXT = frozenset({"text"})
 
 def message_texts(body: dict[str, Any]) -> list[Text]:
     out: list[Text] = []
-    content_texts(body.get("system"), "system", out, _TEXT)
+    content_texts(body.get("system"), "system", out, _TEXT, body, "system")
     messages = body.get("messages")
     if not isinstance(messages, list):
         return out
@@ -50,11 +56,11 @@ def message_texts(body: dict[str, Any]) -> list[Text]:
             continue
         channel = "assistant" if msg.get("role") == "assistant" else "user"
         content = msg.get("content")
-        content_texts(content, channel, out, _TEXT)
+        content_texts(content, channel, out, _TEXT, msg, "content")
         if isinstance(content, list):
             for block in content:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
-                    content_texts(block.get("content"), "tool_result", out, _TEXT)
+                    content_texts(block.get("content"), "tool_result", out, _TEXT, block, "content")
     return out
 
 
@@ -130,6 +136,14 @@ class AnthropicAdapter:
         return AnthropicStreamObserver()
 
     tool_markers: tuple[bytes, ...] = (b"tool_use",)
+
+    def reply_texts(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[list[Text], list[tuple[str, Text]]]:
+        return anthropic_reply_texts(body)
+
+    def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
+        return AnthropicEditor(text_filter) if path == "/v1/messages" else None
 
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
         tools = body.get("tools")

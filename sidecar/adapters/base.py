@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from sidecar.adapters.output import StreamEditor, TextFilter
 from sidecar.call import Call, Provider, Text, Usage
 from sidecar.errors import ErrorKind, SidecarError
 
@@ -41,6 +42,16 @@ class Adapter(Protocol):
 
     def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
         """Names of the tools one parsed stream event starts a call to."""
+        ...
+
+    def reply_texts(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[list[Text], list[tuple[str, Text]]]:
+        """The texts of a plain reply and its tool calls' arguments, each with its place."""
+        ...
+
+    def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
+        """An editor that passes a stream's text deltas through the output stage."""
         ...
 
     # Byte strings that any response or stream event proposing a tool call contains,
@@ -89,17 +100,26 @@ def int_or_none(value: object) -> int | None:
 
 
 def content_texts(
-    content: object, channel: str, out: list[Text], text_types: frozenset[str]
+    content: object,
+    channel: str,
+    out: list[Text],
+    text_types: frozenset[str],
+    holder: Any = None,
+    key: Any = None,
 ) -> None:
-    """Collect text from a string or a list of typed content parts."""
+    """Collect text from a string or a list of typed content parts.
+
+    `holder[key]` is where `content` itself sits, so a plain-string content can
+    be rewritten in place; parts in a list carry their own locations.
+    """
     if isinstance(content, str):
         if content:
-            out.append(Text(channel, content))
+            out.append(Text(channel, content, holder, key))
     elif isinstance(content, list):
-        for part in content:
+        for i, part in enumerate(content):
             if isinstance(part, str):
-                out.append(Text(channel, part))
+                out.append(Text(channel, part, content, i))
             elif isinstance(part, dict) and part.get("type") in text_types:
                 text = part.get("text")
                 if isinstance(text, str) and text:
-                    out.append(Text(channel, text))
+                    out.append(Text(channel, text, part, "text"))

@@ -14,6 +14,13 @@ from sidecar.adapters.base import (
     require_model,
     stream_flag,
 )
+from sidecar.adapters.output import (
+    OpenAIChatEditor,
+    OpenAIResponsesEditor,
+    StreamEditor,
+    TextFilter,
+    openai_reply_texts,
+)
 from sidecar.adapters.sse import SSEParser
 from sidecar.call import Call, Provider, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
@@ -60,7 +67,7 @@ def chat_texts(body: dict[str, Any]) -> list[Text]:
             "tool": "tool_result",
             "function": "tool_result",
         }.get(role if isinstance(role, str) else "", "user")
-        content_texts(msg.get("content"), channel, out, _CHAT_TEXT)
+        content_texts(msg.get("content"), channel, out, _CHAT_TEXT, msg, "content")
     return out
 
 
@@ -90,9 +97,11 @@ def prompt_texts(body: dict[str, Any]) -> list[Text]:
     for key in ("prompt", "input"):
         value = body.get(key)
         if isinstance(value, str):
-            out.append(Text("prompt", value))
+            out.append(Text("prompt", value, body, key))
         elif isinstance(value, list):
-            out.extend(Text("prompt", v) for v in value if isinstance(v, str))
+            out.extend(
+                Text("prompt", v, value, i) for i, v in enumerate(value) if isinstance(v, str)
+            )
     return out
 
 
@@ -100,10 +109,10 @@ def responses_texts(body: dict[str, Any]) -> list[Text]:
     out: list[Text] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
-        out.append(Text("system", instructions))
+        out.append(Text("system", instructions, body, "instructions"))
     items = body.get("input")
     if isinstance(items, str):
-        out.append(Text("user", items))
+        out.append(Text("user", items, body, "input"))
         return out
     if not isinstance(items, list):
         return out
@@ -116,9 +125,9 @@ def responses_texts(body: dict[str, Any]) -> list[Text]:
             channel = {"system": "system", "developer": "system", "assistant": "assistant"}.get(
                 role if isinstance(role, str) else "", "user"
             )
-            content_texts(item.get("content"), channel, out, _RESPONSES_TEXT)
+            content_texts(item.get("content"), channel, out, _RESPONSES_TEXT, item, "content")
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            content_texts(item.get("output"), "tool_result", out, _RESPONSES_TEXT)
+            content_texts(item.get("output"), "tool_result", out, _RESPONSES_TEXT, item, "output")
     return out
 
 
@@ -227,6 +236,18 @@ class OpenAIAdapter:
         return OpenAIStreamObserver()
 
     tool_markers: tuple[bytes, ...] = (b"tool_calls", b"function_call", b"custom_tool_call")
+
+    def reply_texts(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[list[Text], list[tuple[str, Text]]]:
+        return openai_reply_texts(path, body)
+
+    def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
+        if path == "/v1/responses":
+            return OpenAIResponsesEditor(text_filter)
+        if path in ("/v1/chat/completions", "/v1/completions"):
+            return OpenAIChatEditor(text_filter)
+        return None
 
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
         tools = body.get("tools")

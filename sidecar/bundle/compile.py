@@ -17,6 +17,7 @@ from sidecar.bundle.load import RawBundle, read_bundle
 from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem, validate
 from sidecar.call import Provider
+from sidecar.guards.config import GuardSet, compile_guards
 from sidecar.identity.resolve import compile_identity, compile_jwt
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
@@ -48,6 +49,13 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
     if isinstance(raw.document, dict) and not any(p.path.startswith("identity") for p in problems):
         jwt, jwt_problems = compile_jwt(raw.document.get("identity"), raw.files)
         problems = sorted(set(problems + jwt_problems))
+    guards = GuardSet()
+    if isinstance(raw.document, dict) and not any(p.path.startswith("guards") for p in problems):
+        salt, salt_problem = _salt((raw.document.get("guards") or {}).get("salt"))
+        guards, guard_problems = compile_guards(raw.document.get("guards"), salt)
+        if salt_problem:
+            guard_problems.append(Problem("guards.salt", salt_problem))
+        problems = sorted(set(problems + guard_problems))
     if problems:
         raise BundleInvalid(raw.source, problems)
     doc: dict[str, Any] = raw.document
@@ -87,7 +95,22 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         authorizer=Authorizer(compiled),
         tests=tuple(doc.get("tests") or ()),
         tool_request_mode=(doc.get("tool_policy") or {}).get("request", "remove"),
+        guards=guards,
     )
+
+
+# Drawn once per process: hashes of equal values match within one sidecar's life,
+# and a value cannot be guessed back from a hash by anyone without the salt.
+_PROCESS_SALT = os.urandom(16)
+
+
+def _salt(ref: dict[str, str] | None) -> tuple[bytes, str | None]:
+    if ref is None:
+        return _PROCESS_SALT, None
+    value, problem = _credential("guards.salt", ref)
+    if value is None:
+        return _PROCESS_SALT, (problem or "no salt").replace("upstream 'guards.salt': ", "")
+    return value.encode(), None
 
 
 def _glob(pattern: str | None) -> re.Pattern[str] | None:

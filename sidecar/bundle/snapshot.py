@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sidecar.authz.authorize import Authorizer
 from sidecar.call import Provider
+from sidecar.guards.config import GuardSet
 from sidecar.identity.resolve import IdentityConfig
 
 
@@ -71,6 +72,7 @@ class Snapshot:
     authorizer: Authorizer = field(default_factory=lambda: Authorizer(None))
     tests: tuple[dict[str, Any], ...] = ()
     tool_request_mode: str = "remove"  # remove | deny: forbidden tools offered in a request
+    guards: GuardSet = field(default_factory=GuardSet)
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

@@ -80,7 +80,7 @@ ENTRY_FIELDS = frozenset(
         "ts", "decision_id", "trace_id", "span_id", "bundle_revision", "principal", "tenant",
         "agent", "user", "roles", "identity_via", "action", "resource", "result", "policies",
         "reasons", "authz_us", "status", "error_type", "upstream", "stream", "usage",
-        "duration_ms", "content",
+        "duration_ms", "content", "guards",
     }
 )  # fmt: skip
 assert not any(_SECRET_NAME.search(name) for name in ENTRY_FIELDS)

@@ -62,6 +62,12 @@ class Instruments:
             "Authorization decisions by action and result (allow, deny).",
             (names.SIDECAR_ACTION, "result"),
         )
+        self.guard_findings = factory.counter(
+            names.METRIC_GUARD_FINDINGS,
+            "{finding}",
+            "Guard findings by guard id, finding type and the action taken.",
+            (names.SIDECAR_GUARD_ID, "type", "action"),
+        )
         self.decision_log_dropped = factory.counter(
             names.METRIC_DECISION_LOG_DROPPED,
             "{line}",

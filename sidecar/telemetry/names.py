@@ -53,6 +53,14 @@ METRIC_REQUESTS: Final = "sidecar.requests"
 METRIC_BUNDLE_RELOADS: Final = "sidecar.bundle.reloads"
 METRIC_DECISIONS: Final = "sidecar.decisions"
 METRIC_DECISION_LOG_DROPPED: Final = "sidecar.decision_log.dropped"
+METRIC_GUARD_FINDINGS: Final = "sidecar.guard.findings"
+SIDECAR_GUARD_ID: Final = "sidecar.guard.id"
+SIDECAR_GUARD_FINDINGS: Final = "sidecar.guard.findings"  # span attribute: finding count
+SIDECAR_GUARD_TYPES: Final = "sidecar.guard.finding_types"
+SIDECAR_GUARD_OUTCOME: Final = "sidecar.guard.outcome"  # pass | redact | block | error
+SPAN_GUARD_INPUT: Final = "guard.input"
+SPAN_GUARD_OUTPUT: Final = "guard.output"
+SPAN_GUARD_TOOL: Final = "guard.tool"
 SPAN_AUTHORIZE: Final = "policy.authorize"
 METRIC_BUNDLE_ACTIVE: Final = "sidecar.bundle.active"
 

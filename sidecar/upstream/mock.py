@@ -3,6 +3,11 @@
 It answers with the text of the caller's last user message, so a first-run
 user (and later the output guards) can see exactly what passed through, and
 it reports realistic `usage` so budgets and metrics have numbers to work on.
+
+When the request offers tools and the last user message reads
+`call TOOL {"json": "arguments"}`, it proposes that tool call instead (chat
+completions and Anthropic messages), so tool governance and tool guards can
+be tried without a real model.
 """
 
 from __future__ import annotations
@@ -121,6 +126,16 @@ def _pieces(text: str) -> Iterator[str]:
         yield text[start:]
 
 
+def _tool_call(req: dict[str, Any], texts: list[Text]) -> tuple[str, str] | None:
+    """(name, arguments) when the caller asked the mock to propose a tool call."""
+    if not req.get("tools"):
+        return None
+    words = _last_user_text(texts).strip().split(" ", 2)
+    if len(words) < 2 or words[0] != "call":
+        return None
+    return words[1], words[2] if len(words) > 2 else "{}"
+
+
 def _sse(data: Any, event: str | None = None) -> bytes:
     head = f"event: {event}\n".encode() if event else b""
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
@@ -148,7 +163,19 @@ def _chat(req: dict[str, Any], delay: float) -> MockResponse:
         "completion_tokens": _tokens(reply),
     }
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    tool = _tool_call(req, texts)
+    call_id = f"call_mock{uuid.uuid4().hex[:16]}"
     if not req.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": reply, "refusal": None}
+        if tool is not None:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": tool[0], "arguments": tool[1]},
+                }
+            ]
         body = {
             "id": rid,
             "object": "chat.completion",
@@ -157,9 +184,9 @@ def _chat(req: dict[str, Any], delay: float) -> MockResponse:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply, "refusal": None},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "stop" if tool is None else "tool_calls",
                 }
             ],
             "usage": usage,
@@ -174,8 +201,19 @@ def _chat(req: dict[str, Any], delay: float) -> MockResponse:
         return _sse({**base, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     events = [chunk({"role": "assistant", "content": ""}, None)]
-    events += [chunk({"content": piece}, None) for piece in _pieces(reply)]
-    events.append(chunk({}, "stop"))
+    if tool is None:
+        events += [chunk({"content": piece}, None) for piece in _pieces(reply)]
+        events.append(chunk({}, "stop"))
+    else:
+        head = {"index": 0, "id": call_id, "type": "function"}
+        events.append(
+            chunk({"tool_calls": [{**head, "function": {"name": tool[0], "arguments": ""}}]}, None)
+        )
+        events += [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None)
+            for piece in _pieces(tool[1])
+        ]
+        events.append(chunk({}, "tool_calls"))
     if include_usage:
         events.append(_sse({**base, "choices": [], "usage": usage}))
     events.append(b"data: [DONE]\n\n")
@@ -311,14 +349,25 @@ def _messages(req: dict[str, Any], delay: float) -> MockResponse:
     reply = _reply_for(texts)
     model, mid = _model(req), f"msg_mock{uuid.uuid4().hex[:24]}"
     inp, out = _prompt_tokens(texts, len(req.get("messages") or [])), _tokens(reply)
+    tool = _tool_call(req, texts)
+    tool_input: Any = None
+    if tool is not None:
+        try:
+            tool_input = orjson.loads(tool[1])
+        except orjson.JSONDecodeError:
+            tool_input = {"input": tool[1]}
+    tool_id = f"toolu_mock{uuid.uuid4().hex[:16]}"
     if not req.get("stream"):
+        content: list[dict[str, Any]] = [{"type": "text", "text": reply}]
+        if tool is not None:
+            content = [{"type": "tool_use", "id": tool_id, "name": tool[0], "input": tool_input}]
         body = {
             "id": mid,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": reply}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": "end_turn" if tool is None else "tool_use",
             "stop_sequence": None,
             "usage": {"input_tokens": inp, "output_tokens": out},
         }
@@ -333,31 +382,35 @@ def _messages(req: dict[str, Any], delay: float) -> MockResponse:
         "stop_sequence": None,
         "usage": {"input_tokens": inp, "output_tokens": 1},
     }
+    block: dict[str, Any] = {"type": "text", "text": ""}
+    if tool is not None:
+        block = {"type": "tool_use", "id": tool_id, "name": tool[0], "input": {}}
     events = [
         _sse({"type": "message_start", "message": start}, "message_start"),
         _sse(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
+            {"type": "content_block_start", "index": 0, "content_block": block},
             "content_block_start",
         ),
         _sse({"type": "ping"}, "ping"),
     ]
+    if tool is None:
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(reply)]
+    else:
+        arguments = orjson.dumps(tool_input).decode()
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(arguments)]
     events += [
-        _sse(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
-            "content_block_delta",
-        )
-        for p in _pieces(reply)
+        _sse({"type": "content_block_delta", "index": 0, "delta": d}, "content_block_delta")
+        for d in deltas
     ]
     events += [
         _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
         _sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {
+                    "stop_reason": "end_turn" if tool is None else "tool_use",
+                    "stop_sequence": None,
+                },
                 "usage": {"output_tokens": out},
             },
             "message_delta",

@@ -120,7 +120,7 @@ def test_every_error_with_its_path(tmp_path: Path) -> None:
     assert any(p.startswith("upstreams.weird.provider: must be one of") for p in problems)
     assert "upstreams.keyed.api_key: give exactly one of {env: NAME} or {file: PATH}" in problems
     assert "routes[1].match.modle: unknown field 'modle' (did you mean 'model'?)" in problems
-    assert "gaurds: unknown field 'gaurds'" in problems
+    assert "gaurds: unknown field 'gaurds' (did you mean 'guards'?)" in problems
     # broken references are reported together with schema errors, not after them
     assert "routes[2].upstream: unknown upstream 'opnai' (did you mean 'openai'?)" in problems
     assert any(p.startswith("routes[3]:") for p in problems)

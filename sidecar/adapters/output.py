@@ -1,0 +1,448 @@
+"""Where a provider's reply carries text, plain and streamed, for the output stage.
+
+The output guards know nothing of wire formats; these functions and editors
+do. For a plain reply they list the texts and tool-call arguments with their
+places in the parsed body, so a redaction rewrites exactly those strings. For
+a stream they pass each text delta through a `TextFilter` (which holds back
+what may still be an entity and redacts what is complete) and rewrite only
+the events whose text changed; the held-back rest of a text goes out before
+the event that ends it, as one more delta of the same kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import orjson
+
+from sidecar.adapters.sse import Event, SSEParser
+from sidecar.call import Text
+
+
+class TextFilter(Protocol):
+    def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str: ...
+
+    def end(self, channel: str, *, tool: str | None = None) -> str: ...
+
+
+class StreamEditor(Protocol):
+    def feed(self, events: bytes) -> bytes:
+        """Complete SSE events in, the events to send out."""
+        ...
+
+    def close(self) -> bytes:
+        """The stream ended: whatever is still held, as events."""
+        ...
+
+
+ToolTexts = list[tuple[str, Text]]
+
+
+class _JsonSlot:
+    """A place for tool arguments the provider sends as a JSON object, not a string."""
+
+    __slots__ = ("_holder", "_key")
+
+    def __init__(self, holder: dict[str, Any], key: str) -> None:
+        self._holder, self._key = holder, key
+
+    def __getitem__(self, key: str) -> str:
+        return orjson.dumps(self._holder[self._key]).decode()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        try:
+            self._holder[self._key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self._holder[self._key] = value
+
+
+# --- plain replies --------------------------------------------------------------------
+
+
+def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], ToolTexts]:
+    texts: list[Text] = []
+    calls: ToolTexts = []
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):  # /v1/completions
+            texts.append(Text("assistant", choice["text"], choice, "text"))
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            continue
+        if isinstance(message.get("content"), str):
+            texts.append(Text("assistant", message["content"], message, "content"))
+        for tc in message.get("tool_calls") or ():
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                calls.append(
+                    (str(fn.get("name")), Text("tool_call", fn["arguments"], fn, "arguments"))
+                )
+    for item in body.get("output") or ():  # /v1/responses
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    texts.append(Text("assistant", part["text"], part, "text"))
+        elif item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
+            calls.append(
+                (str(item.get("name")), Text("tool_call", item["arguments"], item, "arguments"))
+            )
+    return texts, calls
+
+
+def anthropic_reply_texts(body: dict[str, Any]) -> tuple[list[Text], ToolTexts]:
+    texts: list[Text] = []
+    calls: ToolTexts = []
+    for block in body.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(Text("assistant", block["text"], block, "text"))
+        elif block.get("type") == "tool_use" and isinstance(block.get("input"), dict):
+            slot = _JsonSlot(block, "input")
+            calls.append((str(block.get("name")), Text("tool_call", slot["input"], slot, "input")))
+    return texts, calls
+
+
+# --- streams ---------------------------------------------------------------------------
+
+
+def _sse(data: Any, event: str = "") -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _raw(event: Event) -> bytes:
+    head = f"event: {event.event}\n".encode() if event.event else b""
+    lines = event.data.split(b"\n")
+    return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+
+
+class _Base:
+    def __init__(self, filter_: TextFilter) -> None:
+        self._filter = filter_
+        self._parser = SSEParser()
+
+    def _events(self, data: bytes) -> Iterator[Event]:
+        yield from self._parser.feed(data)
+
+
+class OpenAIChatEditor(_Base):
+    """Chat and legacy completion chunks: `choices[i].delta.content` / `.text`, tool arguments."""
+
+    def __init__(self, filter_: TextFilter) -> None:
+        super().__init__(filter_)
+        self._open: dict[int, set[str]] = {}  # choice index -> channels with held text
+        self._tool_names: dict[str, str] = {}
+        self._envelope: dict[str, Any] | None = None
+
+    def feed(self, events: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._events(events):
+            if event.data.strip() == b"[DONE]":
+                out.append(self.close())
+                out.append(_raw(event))
+                continue
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                out.append(_raw(event))
+                continue
+            if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
+                out.append(_raw(event))
+                continue
+            if self._envelope is None:
+                self._envelope = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+            changed = False
+            for choice in chunk["choices"]:
+                if isinstance(choice, dict):
+                    changed |= self._choice(choice)
+            out.append(_sse(chunk, event.event) if changed else _raw(event))
+        return b"".join(out)
+
+    def _choice(self, choice: dict[str, Any]) -> bool:
+        index = choice.get("index", 0)
+        open_ = self._open.setdefault(index, set())
+        changed = False
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                channel = f"choice {index}"
+                open_.add(channel)
+                new = self._filter.feed(channel, delta["content"])
+                changed |= new != delta["content"]
+                delta["content"] = new
+            for tc in delta.get("tool_calls") or ():
+                changed |= self._tool_delta(index, tc, open_)
+        if isinstance(choice.get("text"), str) and choice["text"]:  # /v1/completions
+            channel = f"choice {index}"
+            open_.add(channel)
+            new = self._filter.feed(channel, choice["text"])
+            changed |= new != choice["text"]
+            choice["text"] = new
+        if choice.get("finish_reason") is not None and open_:
+            changed |= self._end_choice(index, choice)
+        return changed
+
+    def _tool_delta(self, index: int, tc: Any, open_: set[str]) -> bool:
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if not isinstance(fn, dict):
+            return False
+        channel = f"tool call {index}:{tc.get('index', 0)}"
+        if isinstance(fn.get("name"), str):
+            self._tool_names[channel] = fn["name"]
+        args = fn.get("arguments")
+        open_.add(channel)
+        if not isinstance(args, str) or not args:
+            return False
+        new = self._filter.feed(channel, args, tool=self._tool_names.get(channel, "?"))
+        fn["arguments"] = new
+        return new != args
+
+    def _end_choice(self, index: int, choice: dict[str, Any]) -> bool:
+        changed = False
+        delta = choice.setdefault("delta", {})
+        for channel in sorted(self._open.pop(index, set())):
+            if channel.startswith("tool call"):
+                rest = self._filter.end(channel, tool=self._tool_names.get(channel, "?"))
+                if rest:
+                    tc_index = int(channel.rsplit(":", 1)[1])
+                    delta.setdefault("tool_calls", []).append(
+                        {"index": tc_index, "function": {"arguments": rest}}
+                    )
+                    changed = True
+            else:
+                rest = self._filter.end(channel)
+                if rest:
+                    key = "text" if "text" in choice else "content"
+                    if key == "text":
+                        choice["text"] = choice.get("text", "") + rest
+                    else:
+                        delta["content"] = (delta.get("content") or "") + rest
+                    changed = True
+        return changed
+
+    def close(self) -> bytes:
+        """Choices that never sent a finish_reason: their rest goes out in one more chunk."""
+        out: list[bytes] = []
+        for index in sorted(self._open):
+            choice: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": None}
+            if self._end_choice(index, choice):
+                chunk = {**(self._envelope or {}), "choices": [choice]}
+                out.append(_sse(chunk))
+        self._open.clear()
+        return b"".join(out)
+
+
+class AnthropicEditor(_Base):
+    """Messages streams: `content_block_delta` text and `input_json_delta` per block index."""
+
+    def __init__(self, filter_: TextFilter) -> None:
+        super().__init__(filter_)
+        self._blocks: dict[int, tuple[str, str | None]] = {}  # index -> (kind, tool name)
+
+    def feed(self, events: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._events(events):
+            kind = event.event
+            if kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
+                out.append(_raw(event))
+                continue
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                out.append(_raw(event))
+                continue
+            index = data.get("index", 0) if isinstance(data, dict) else 0
+            if kind == "content_block_start":
+                block = data.get("content_block") or {}
+                if block.get("type") == "tool_use":
+                    self._blocks[index] = ("tool", str(block.get("name")))
+                elif block.get("type") == "text":
+                    self._blocks[index] = ("text", None)
+                out.append(_raw(event))
+            elif kind == "content_block_delta":
+                out.append(self._delta(event, data, index))
+            else:
+                out.append(self._stop(index))
+                out.append(_raw(event))
+        return b"".join(out)
+
+    def _channel(self, index: int) -> tuple[str, str | None]:
+        kind, tool = self._blocks.get(index, ("text", None))
+        return (f"tool call {index}" if kind == "tool" else f"block {index}"), tool
+
+    def _delta(self, event: Event, data: dict[str, Any], index: int) -> bytes:
+        delta = data.get("delta") or {}
+        field = {"text_delta": "text", "input_json_delta": "partial_json"}.get(
+            str(delta.get("type"))
+        )
+        if field is None or not isinstance(delta.get(field), str):
+            return _raw(event)
+        channel, tool = self._channel(index)
+        self._blocks.setdefault(index, ("text", None))
+        new = self._filter.feed(channel, delta[field], tool=tool)
+        if new == delta[field]:
+            return _raw(event)
+        delta[field] = new
+        return _sse(data, event.event)
+
+    def _stop(self, index: int) -> bytes:
+        if index not in self._blocks:
+            return b""
+        channel, tool = self._channel(index)
+        kind = self._blocks.pop(index)[0]
+        rest = self._filter.end(channel, tool=tool)
+        if not rest:
+            return b""
+        delta_type, field = (
+            ("input_json_delta", "partial_json")
+            if kind == "tool"
+            else (
+                "text_delta",
+                "text",
+            )
+        )
+        return _sse(
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": delta_type, field: rest},
+            },
+            "content_block_delta",
+        )
+
+    def close(self) -> bytes:
+        return b"".join(self._stop(index) for index in sorted(self._blocks))
+
+
+class OpenAIResponsesEditor(_Base):
+    """Responses events: text and argument deltas, and the whole texts repeated at the end.
+
+    `*.done` events, `response.output_item.done` and `response.completed`
+    repeat each text in full; they are rewritten to what was released, so the
+    full copies carry the same redactions as the deltas.
+    """
+
+    def __init__(self, filter_: TextFilter) -> None:
+        super().__init__(filter_)
+        self._released: dict[str, list[str]] = {}
+        self._tools: dict[str, str] = {}  # item id -> tool name
+        self._open: set[str] = set()
+
+    def feed(self, events: bytes) -> bytes:
+        out: list[bytes] = []
+        for event in self._events(events):
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                out.append(_raw(event))
+                continue
+            if not isinstance(data, dict):
+                out.append(_raw(event))
+                continue
+            out.append(self._event(event, data))
+        return b"".join(out)
+
+    @staticmethod
+    def _text_channel(data: dict[str, Any]) -> str:
+        return f"output {data.get('output_index', 0)}:{data.get('content_index', 0)}"
+
+    def _event(self, event: Event, data: dict[str, Any]) -> bytes:
+        kind = data.get("type")
+        if kind == "response.output_item.added":
+            item = data.get("item") or {}
+            if item.get("type") == "function_call":
+                self._tools[f"args {data.get('output_index', 0)}"] = str(item.get("name"))
+            return _raw(event)
+        if kind == "response.output_text.delta":
+            return self._delta(event, data, self._text_channel(data), None)
+        if kind == "response.function_call_arguments.delta":
+            channel = f"args {data.get('output_index', 0)}"
+            return self._delta(event, data, channel, self._tools.get(channel, "?"))
+        if kind == "response.output_text.done":
+            channel = self._text_channel(data)
+            pre = self._finish(channel, data, None, "response.output_text.delta")
+            data["text"] = "".join(self._released.get(channel, []))
+            return pre + _sse(data, event.event)
+        if kind == "response.function_call_arguments.done":
+            channel = f"args {data.get('output_index', 0)}"
+            pre = self._finish(
+                channel,
+                data,
+                self._tools.get(channel, "?"),
+                "response.function_call_arguments.delta",
+            )
+            data["arguments"] = "".join(self._released.get(channel, []))
+            return pre + _sse(data, event.event)
+        if kind == "response.content_part.done":
+            part = data.get("part") or {}
+            if isinstance(part.get("text"), str):
+                part["text"] = "".join(self._released.get(self._text_channel(data), []))
+                return _sse(data, event.event)
+            return _raw(event)
+        if kind == "response.output_item.done":
+            self._rewrite_item(data.get("item"), data.get("output_index", 0))
+            return _sse(data, event.event)
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            response = data.get("response") or {}
+            for i, item in enumerate(response.get("output") or ()):
+                self._rewrite_item(item, i)
+            return _sse(data, event.event)
+        return _raw(event)
+
+    def _delta(self, event: Event, data: dict[str, Any], channel: str, tool: str | None) -> bytes:
+        piece = data.get("delta")
+        if not isinstance(piece, str) or not piece:
+            return _raw(event)
+        self._open.add(channel)
+        new = self._filter.feed(channel, piece, tool=tool)
+        self._released.setdefault(channel, []).append(new)
+        if new == piece:
+            return _raw(event)
+        data["delta"] = new
+        return _sse(data, event.event)
+
+    def _finish(
+        self, channel: str, data: dict[str, Any], tool: str | None, delta_type: str
+    ) -> bytes:
+        if channel not in self._open:
+            return b""
+        self._open.discard(channel)
+        rest = self._filter.end(channel, tool=tool)
+        if not rest:
+            return b""
+        self._released.setdefault(channel, []).append(rest)
+        extra = {
+            k: v
+            for k, v in data.items()
+            if k in ("item_id", "output_index", "content_index", "sequence_number")
+        }
+        return _sse({"type": delta_type, **extra, "delta": rest}, delta_type)
+
+    def _rewrite_item(self, item: Any, output_index: int) -> None:
+        if not isinstance(item, dict):
+            return
+        if item.get("type") == "function_call":
+            released = self._released.get(f"args {output_index}")
+            if released is not None:
+                item["arguments"] = "".join(released)
+            return
+        for j, part in enumerate(item.get("content") or ()):
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                released = self._released.get(f"output {output_index}:{j}")
+                if released is not None:
+                    part["text"] = "".join(released)
+
+    def close(self) -> bytes:
+        out: list[bytes] = []
+        for channel in sorted(self._open):
+            tool = self._tools.get(channel) if channel.startswith("args") else None
+            rest = self._filter.end(channel, tool=tool)
+            if rest:
+                out.append(_sse({"type": "response.output_text.delta", "delta": rest}))
+        self._open.clear()
+        return b"".join(out)

@@ -1,0 +1,321 @@
+"""The bundle's `guards` section, compiled once per bundle load.
+
+Everything a request needs is built here: detectors with their patterns
+compiled, scopes turned into matchers, and for each stage the guards in
+bundle order. A bad pattern, an unknown type or an invalid tool schema is a
+bundle problem with the path of the field, so a bundle that would fail at
+request time never becomes active.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from sidecar.bundle.validate import Problem
+from sidecar.guards.finding import Finding
+from sidecar.guards.redact import Operator
+from sidecar.guards.rules import (
+    DenyListDetector,
+    PatternDetector,
+    PatternRule,
+    PatternSyntaxError,
+    SizeDetector,
+    ToolSchemaDetector,
+)
+
+Stage = Literal["input", "output", "tool"]
+Action = Literal["block", "redact", "monitor"]
+STAGES: tuple[Stage, ...] = ("input", "output", "tool")
+# Input guards read what the caller and tools wrote, not the system prompt, unless told.
+DEFAULT_INPUT_CHANNELS = frozenset({"user", "tool_result", "prompt"})
+ALL_CHANNELS = frozenset({"system", "user", "assistant", "tool_result", "prompt"})
+
+
+class Detector(Protocol):
+    def scan(self, text: str) -> list[Finding]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which calls a guard applies to; an empty list means any."""
+
+    routes: tuple[re.Pattern[str], ...] = ()
+    tenants: frozenset[str] = frozenset()
+    models: tuple[re.Pattern[str], ...] = ()
+    roles: frozenset[str] = frozenset()
+
+    def applies(self, route: str, tenant: str, model: str | None, roles: frozenset[str]) -> bool:
+        if self.routes and not any(p.fullmatch(route) for p in self.routes):
+            return False
+        if self.tenants and tenant not in self.tenants:
+            return False
+        if self.models and (model is None or not any(p.fullmatch(model) for p in self.models)):
+            return False
+        return not (self.roles and not (self.roles & roles))
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    timeout: float
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    id: str
+    stage: Stage
+    kind: str
+    action: Action
+    operator: Operator
+    fail_closed: bool
+    scope: Scope
+    channels: frozenset[str]
+    tools: tuple[re.Pattern[str], ...]  # tool stage: which tools' arguments; empty = all
+    detector: Detector | None  # None for a webhook
+    webhook: Webhook | None = None
+    hold: int = 0  # characters a stream must keep back for this guard's patterns
+
+    def reads_tool(self, name: str) -> bool:
+        return not self.tools or any(p.fullmatch(name) for p in self.tools)
+
+
+@dataclass(frozen=True)
+class GuardSet:
+    input: tuple[Guard, ...] = ()
+    output: tuple[Guard, ...] = ()
+    tool: tuple[Guard, ...] = ()
+    salt: bytes = b""
+    by_id: Mapping[str, Guard] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.input or self.output or self.tool)
+
+
+def _globs(values: Sequence[str] | None) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(fnmatch.translate(v)) for v in values or ())
+
+
+def _scope(cfg: Mapping[str, Any] | None) -> Scope:
+    cfg = cfg or {}
+    return Scope(
+        routes=_globs(cfg.get("routes")),
+        tenants=frozenset(cfg.get("tenants") or ()),
+        models=_globs(cfg.get("models")),
+        roles=frozenset(cfg.get("roles") or ()),
+    )
+
+
+def _patterns(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> list[PatternRule]:
+    rules: list[PatternRule] = []
+    for i, item in enumerate(cfg.get("patterns") or ()):
+        rules.append(
+            PatternRule(
+                type=item["type"],
+                regex=item["regex"],
+                max_length=int(item.get("max_length", 64)),
+                ignore_case=bool(item.get("ignore_case", False)),
+                where=f"{path}.patterns[{i}]",
+            )
+        )
+    return rules
+
+
+Factory = Callable[[Mapping[str, Any], str, list[Problem]], tuple[Detector, int]]
+
+
+def _prompt_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    from sidecar.guards.injection import PromptInjectionDetector
+
+    return PromptInjectionDetector(
+        threshold=float(cfg.get("threshold", 0.5)), decode=bool(cfg.get("decode", True))
+    ), 0
+
+
+def _secrets(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    from sidecar.guards.secrets import SecretsDetector
+
+    return SecretsDetector(entropy_threshold=float(cfg.get("entropy_threshold", 3.5))), 0
+
+
+def _pii(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    from sidecar.guards.pii import PiiDetector
+
+    types = cfg.get("types")
+    try:
+        builtin = PiiDetector(
+            types=[t for t in types if t in PiiDetector.TYPES] if types else None,
+            phone_regions=tuple(cfg.get("phone_regions") or ("US",)),
+        )
+    except ValueError as exc:
+        problems.append(Problem(f"{path}.phone_regions", str(exc)))
+        return None, 0
+    rules = _patterns(cfg, path, problems)
+    known = set(PiiDetector.TYPES) | {r.type for r in rules}
+    for i, t in enumerate(types or ()):
+        if t not in known:
+            problems.append(
+                Problem(
+                    f"{path}.types[{i}]",
+                    f"unknown PII type {t!r}; built in: {', '.join(PiiDetector.TYPES)}, "
+                    "or add a pattern of that type",
+                )
+            )
+    if not rules:
+        return builtin, 0
+    custom = _compile_patterns(rules, "pii", problems)
+    if custom is None:
+        return None, 0
+    return _Both(builtin, custom), custom.hold
+
+
+def _compile_patterns(
+    rules: list[PatternRule], kind: str, problems: list[Problem]
+) -> PatternDetector | None:
+    try:
+        return PatternDetector(rules, kind=kind)
+    except PatternSyntaxError as exc:
+        problems.append(Problem(exc.where, exc.message))
+        return None
+
+
+def _pattern(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    detector = _compile_patterns(_patterns(cfg, path, problems), "pattern", problems)
+    return detector, detector.hold if detector else 0
+
+
+def _deny(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    detector = DenyListDetector(cfg.get("words") or (), cfg.get("topics") or {})
+    return detector, detector.hold
+
+
+def _size(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    return SizeDetector(max_chars=cfg.get("max_chars"), max_tokens=cfg.get("max_tokens")), 0
+
+
+def _egress(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    from sidecar.guards.egress import EgressChecker
+
+    try:
+        return EgressChecker(
+            allow_hosts=tuple(cfg.get("allow_hosts") or ()),
+            block_private=bool(cfg.get("block_private", True)),
+            allow_schemes=tuple(cfg.get("allow_schemes") or ("http", "https")),
+        ), 0
+    except ValueError as exc:
+        problems.append(Problem(f"{path}.allow_hosts", str(exc)))
+        return None, 0
+
+
+def _arg_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    from sidecar.guards.arg_injection import ArgumentInjectionDetector
+
+    try:
+        return ArgumentInjectionDetector(types=cfg.get("types")), 0
+    except ValueError as exc:
+        problems.append(Problem(f"{path}.types", str(exc)))
+        return None, 0
+
+
+def _tool_schema(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    detector = ToolSchemaDetector(cfg.get("schemas") or {}, f"{path}.schemas", problems)
+    return detector, 0
+
+
+FACTORIES: dict[str, Factory] = {
+    "prompt_injection": _prompt_injection,
+    "secrets": _secrets,
+    "pii": _pii,
+    "pattern": _pattern,
+    "deny": _deny,
+    "size": _size,
+    "egress": _egress,
+    "arg_injection": _arg_injection,
+    "tool_schema": _tool_schema,
+}
+KINDS = (*FACTORIES, "webhook")
+
+
+class _Both:
+    """Two detectors read as one (built-in PII types plus the bundle's own patterns)."""
+
+    __slots__ = ("_a", "_b")
+
+    def __init__(self, a: Detector, b: Detector) -> None:
+        self._a, self._b = a, b
+
+    def scan(self, text: str) -> list[Finding]:
+        return sorted(self._a.scan(text) + self._b.scan(text), key=lambda f: f.start)
+
+
+def compile_guards(
+    section: Mapping[str, Any] | None, salt: bytes
+) -> tuple[GuardSet, list[Problem]]:
+    problems: list[Problem] = []
+    stages: dict[Stage, list[Guard]] = {s: [] for s in STAGES}
+    by_id: dict[str, Guard] = {}
+    seen: set[str] = set()
+    for stage in STAGES:
+        for i, cfg in enumerate((section or {}).get(stage) or ()):
+            path = f"guards.{stage}[{i}]"
+            if cfg["id"] in seen:
+                problems.append(Problem(f"{path}.id", f"guard id {cfg['id']!r} is used twice"))
+                continue
+            seen.add(cfg["id"])
+            guard = _guard(stage, cfg, path, problems)
+            if guard is None:
+                continue
+            by_id[guard.id] = guard
+            stages[stage].append(guard)
+    guards = GuardSet(
+        input=tuple(stages["input"]),
+        output=tuple(stages["output"]),
+        tool=tuple(stages["tool"]),
+        salt=salt,
+        by_id=by_id,
+    )
+    return guards, problems
+
+
+def _guard(
+    stage: Stage, cfg: Mapping[str, Any], path: str, problems: list[Problem]
+) -> Guard | None:
+    kind: str = cfg["kind"]
+    action: Action = cfg.get("action", "block")
+    channels = frozenset(cfg.get("channels") or DEFAULT_INPUT_CHANNELS)
+    if stage == "input" and action == "redact" and "system" in channels:
+        pass  # allowed: the operator asked for it
+    webhook = None
+    detector: Detector | None = None
+    hold = 0
+    if kind == "webhook":
+        hook = cfg.get("webhook") or {}
+        webhook = Webhook(
+            url=hook["url"],
+            timeout=float(hook.get("timeout_ms", 500)) / 1000.0,
+            headers=tuple((hook.get("headers") or {}).items()),
+        )
+    else:
+        before = len(problems)
+        detector, hold = FACTORIES[kind](cfg, path, problems)
+        if detector is None or len(problems) > before:
+            return None
+    return Guard(
+        id=cfg["id"],
+        stage=stage,
+        kind=kind,
+        action=action,
+        operator=cfg.get("redact", "placeholder"),
+        fail_closed=cfg.get("fail", "closed") == "closed",
+        scope=_scope(cfg.get("scope")),
+        channels=channels,
+        tools=_globs(cfg.get("tools")),
+        detector=detector,
+        webhook=webhook,
+        hold=hold,
+    )

@@ -1,0 +1,376 @@
+"""Running the guards of a stage over a call, and acting on what they find.
+
+The pipeline calls `check_input` before forwarding, `check_output` on a
+plain reply, `OutputFilter` on each streamed text, and `check_tool_call` on
+each tool call the model proposes. Each guard's findings lead to its action:
+`block` stops the call with an error that names the guard and the finding
+type (never the content), `redact` rewrites the text with the guard's
+operator, `monitor` only records. A guard that raises follows its fail mode:
+closed blocks the call, open lets it pass; both are recorded.
+
+What happened is kept in a `Record` for the decision log, the span, the
+findings counter and the `x-sidecar-redacted` header; it holds guard ids,
+finding types, channels and counts, never matched text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sidecar.call import Text
+from sidecar.errors import ErrorKind, SidecarError
+from sidecar.guards import redact, webhook
+from sidecar.guards.config import Guard, GuardSet
+from sidecar.guards.finding import Finding
+from sidecar.guards.rules import ToolSchemaDetector
+from sidecar.guards.stream import StreamScanner
+
+log = logging.getLogger("sidecar.guards")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    guard: str
+    stage: str
+    kind: str
+    type: str
+    action: str  # block | redact | monitor | error_open | error_closed
+    channel: str
+
+    def as_log(self) -> dict[str, str]:
+        return {
+            "guard": self.guard,
+            "stage": self.stage,
+            "type": self.type,
+            "action": self.action,
+            "channel": self.channel,
+        }
+
+
+@dataclass
+class Record:
+    """What the guards of one call found and did.
+
+    `trace` is how the pipeline wraps a stage in a span: called with the
+    stage name, it returns a context manager entered around that stage.
+    """
+
+    hits: list[Hit] = field(default_factory=list)
+    vault: redact.Vault | None = None
+    trace: Callable[[str], AbstractContextManager[None]] | None = None
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        return self.trace(name) if self.trace is not None else contextlib.nullcontext()
+
+    def redactions(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for hit in self.hits:
+            if hit.action == "redact":
+                out[hit.guard] = out.get(hit.guard, 0) + 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The facts a guard's scope is matched against."""
+
+    route: str
+    tenant: str
+    model: str | None
+    roles: frozenset[str]
+
+
+def applicable(guards: Sequence[Guard], subject: Subject) -> list[Guard]:
+    return [
+        g
+        for g in guards
+        if g.scope.applies(subject.route, subject.tenant, subject.model, subject.roles)
+    ]
+
+
+def blocked(hit: Hit) -> SidecarError:
+    return SidecarError(
+        ErrorKind.INVALID_REQUEST,
+        f"blocked by guard '{hit.guard}': {hit.kind} finding {hit.type} in the {hit.channel} "
+        f"({hit.stage} stage)",
+        code="guard_blocked",
+        retryable=False,
+    )
+
+
+def guard_failed(guard: Guard, stage: str) -> SidecarError:
+    return SidecarError(
+        ErrorKind.UNAVAILABLE,
+        f"guard '{guard.id}' ({stage} stage) could not run and fails closed",
+        code="guard_unavailable",
+        retry_after=1,
+    )
+
+
+def _scan(guard: Guard, text: str, record: Record, stage: str, channel: str) -> list[Finding]:
+    assert guard.detector is not None
+    try:
+        return guard.detector.scan(text)
+    except Exception:
+        log.exception("guard %s failed", guard.id)
+        action = "error_closed" if guard.fail_closed else "error_open"
+        record.hits.append(Hit(guard.id, stage, guard.kind, "GUARD_ERROR", action, channel))
+        if guard.fail_closed:
+            raise guard_failed(guard, stage) from None
+        return []
+
+
+def _judge(
+    guards: Iterable[Guard],
+    texts: Sequence[Text],
+    record: Record,
+    stage: str,
+    *,
+    check_channel: bool,
+) -> dict[int, list[tuple[Finding, redact.Operator]]]:
+    """Run the guards; raise on a block; return, per text, the redactions to apply."""
+    edits: dict[int, list[tuple[Finding, redact.Operator]]] = {}
+    for guard in guards:
+        if guard.detector is None:
+            continue
+        for i, text in enumerate(texts):
+            if check_channel and text.channel not in guard.channels:
+                continue
+            for finding in _scan(guard, text.text, record, stage, text.channel):
+                hit = Hit(guard.id, stage, guard.kind, finding.type, guard.action, text.channel)
+                record.hits.append(hit)
+                if guard.action == "block":
+                    raise blocked(hit)
+                if guard.action == "redact":
+                    edits.setdefault(i, []).append((finding, guard.operator))
+    return edits
+
+
+async def _webhooks(
+    guards: Sequence[Guard],
+    texts: Sequence[Text],
+    subject: Subject,
+    record: Record,
+    stage: str,
+    edits: dict[int, list[tuple[Finding, redact.Operator]]],
+    *,
+    check_channel: bool,
+) -> None:
+    """Ask each webhook guard for a verdict on the texts it reads, and act on it."""
+    context = {
+        "route": subject.route,
+        "tenant": subject.tenant,
+        "model": subject.model,
+        "roles": sorted(subject.roles),
+    }
+    for guard in guards:
+        picked = [
+            i for i, t in enumerate(texts) if not check_channel or t.channel in guard.channels
+        ]
+        if not picked:
+            continue
+        try:
+            verdict = await webhook.ask(guard, stage, [texts[i] for i in picked], context)
+        except webhook.WebhookError as exc:
+            log.warning("webhook guard %s: %s", guard.id, exc)
+            action = "error_closed" if guard.fail_closed else "error_open"
+            record.hits.append(Hit(guard.id, stage, "webhook", "GUARD_ERROR", action, "webhook"))
+            if guard.fail_closed:
+                raise guard_failed(guard, stage) from None
+            continue
+        if verdict.action == "pass":
+            continue
+        found = verdict.findings or [(0, Finding("webhook", "WEBHOOK", 0, 0, 1.0, guard.id))]
+        for index, finding in found:
+            text = texts[picked[min(index, len(picked) - 1)]]
+            taken = guard.action
+            if guard.action != "monitor" and verdict.action == "redact":
+                taken = "redact"
+            hit = Hit(guard.id, stage, "webhook", finding.type, taken, text.channel)
+            record.hits.append(hit)
+            if taken == "block" and verdict.action == "block":
+                raise blocked(hit)
+            if taken == "redact" and finding.end > finding.start:
+                edits.setdefault(picked[index], []).append((finding, guard.operator))
+
+
+async def check_input(
+    gs: GuardSet, texts: Sequence[Text], subject: Subject, record: Record
+) -> bool:
+    """Input guards over the call's texts; True when a text was rewritten in the body."""
+    guards = applicable(gs.input, subject)
+    if not guards or not texts:
+        return False
+    edits = _judge(guards, texts, record, "input", check_channel=True)
+    hooks = [g for g in guards if g.webhook is not None]
+    if hooks:
+        await _webhooks(hooks, texts, subject, record, "input", edits, check_channel=True)
+    for i, changes in edits.items():
+        if record.vault is None and any(op == "tokenize" for _, op in changes):
+            record.vault = redact.Vault()
+        texts[i].replace(redact.apply(texts[i].text, changes, salt=gs.salt, vault=record.vault))
+    return bool(edits)
+
+
+async def check_output(
+    gs: GuardSet,
+    texts: Sequence[Text],
+    calls: Sequence[tuple[str, Text]],
+    subject: Subject,
+    record: Record,
+) -> bool:
+    """Output guards over a whole reply's texts, tool guards over its tool calls.
+
+    Returns True when the reply's body was rewritten (redactions, or tokens
+    from the call's vault turned back into the caller's values).
+    """
+    changed = False
+    guards = applicable(gs.output, subject)
+    every = [*texts, *(t for _, t in calls)]
+    if guards and every:
+        edits = _judge(guards, every, record, "output", check_channel=False)
+        hooks = [g for g in guards if g.webhook is not None]
+        if hooks:
+            await _webhooks(hooks, every, subject, record, "output", edits, check_channel=False)
+        for i, changes in edits.items():
+            every[i].replace(redact.apply(every[i].text, changes, salt=gs.salt))
+        changed = bool(edits)
+    for name, text in calls:
+        check_tool_call(gs, name, text.text, subject, record)
+    if record.vault is not None:
+        for text in texts:
+            current = text.holder[text.key]
+            restored = record.vault.restore(current)
+            if restored != current:
+                text.replace(restored)
+                changed = True
+    return changed
+
+
+def check_tool_call(
+    gs: GuardSet, name: str, arguments: str, subject: Subject, record: Record
+) -> None:
+    """Tool guards over one tool call's arguments; raises when one blocks.
+
+    Tool-call arguments are never rewritten (a changed argument is a
+    different call): a finding from a `redact` guard is recorded and the call
+    passes, so only `block` and `monitor` make sense here.
+    """
+    guards = [g for g in applicable(gs.tool, subject) if g.reads_tool(name)]
+    if not guards:
+        return
+    with record.stage("tool"):
+        _check_tool_call(guards, name, arguments, record)
+
+
+def _check_tool_call(guards: list[Guard], name: str, arguments: str, record: Record) -> None:
+    parsed: Any = None
+    for guard in guards:
+        if isinstance(guard.detector, ToolSchemaDetector):
+            if parsed is None:
+                try:
+                    parsed = orjson.loads(arguments) if arguments else {}
+                except orjson.JSONDecodeError:
+                    parsed = arguments
+            findings = guard.detector.check(name, parsed)
+        else:
+            findings = _scan(guard, arguments, record, "tool", f"tool call {name}")
+        for finding in findings:
+            hit = Hit(guard.id, "tool", guard.kind, finding.type, guard.action, f"tool call {name}")
+            record.hits.append(hit)
+            if guard.action == "block":
+                raise blocked(hit)
+
+
+class OutputFilter:
+    """The output stage for a stream: one scanner per text channel of the reply.
+
+    Channels are named by the adapter ("choice 0", "tool call 0:1", ...).
+    `feed` returns the text that may go to the caller now (redacted, tokens
+    restored); `end` returns the rest of a channel. Both raise `SidecarError`
+    when a `block` guard finds something, before any of it is released.
+    """
+
+    def __init__(self, gs: GuardSet, subject: Subject, record: Record) -> None:
+        self._gs = gs
+        self._subject = subject
+        self._record = record
+        self._guards = applicable(gs.output, subject)
+        self._hold = max((g.hold for g in self._guards), default=0)
+        self._scanners: dict[str, StreamScanner] = {}
+        self._restorers: dict[str, redact.StreamRestorer] = {}
+        self._tool_args: dict[str, list[str]] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self._guards) or self._record.vault is not None or bool(self._gs.tool)
+
+    def _scan_all(self, text: str) -> list[Finding]:
+        out: list[Finding] = []
+        for guard in self._guards:
+            for f in _scan(guard, text, self._record, "output", "stream"):
+                out.append(Finding(f.kind, f.type, f.start, f.end, f.confidence, guard.id))
+        return out
+
+    def _scanner(self, channel: str) -> StreamScanner:
+        scanner = self._scanners.get(channel)
+        if scanner is None:
+            scanner = StreamScanner(self._scan_all, extra_hold=self._hold)
+            self._scanners[channel] = scanner
+        return scanner
+
+    def _apply(self, channel: str, text: str, findings: list[Finding]) -> str:
+        edits: list[tuple[Finding, redact.Operator]] = []
+        for f in findings:
+            guard = self._gs.by_id[f.source]
+            hit = Hit(guard.id, "output", guard.kind, f.type, guard.action, channel)
+            self._record.hits.append(hit)
+            if guard.action == "block":
+                raise blocked(hit)
+            if guard.action == "redact":
+                edits.append((f, guard.operator))
+        if edits:
+            text = redact.apply(text, edits, salt=self._gs.salt)
+        vault = self._record.vault
+        if vault is not None:
+            restorer = self._restorers.get(channel)
+            if restorer is None:
+                restorer = self._restorers[channel] = redact.StreamRestorer(vault)
+            text = restorer.feed(text)
+        return text
+
+    def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str:
+        if tool is not None:
+            self._tool_args.setdefault(channel, []).append(piece)
+        if not self._guards:
+            return self._apply(channel, piece, [])
+        release = self._scanner(channel).feed(piece)
+        return self._apply(channel, release.text, release.findings)
+
+    def end(self, channel: str, *, tool: str | None = None) -> str:
+        scanner = self._scanners.pop(channel, None)
+        out = ""
+        if scanner is not None:
+            release = scanner.flush()
+            out = self._apply(channel, release.text, release.findings)
+        restorer = self._restorers.pop(channel, None)
+        if restorer is not None:
+            out += restorer.flush()
+        if tool is not None:
+            arguments = "".join(self._tool_args.pop(channel, []))
+            check_tool_call(self._gs, tool, arguments, self._subject, self._record)
+        return out
+
+    def open_channels(self) -> list[str]:
+        return [*self._scanners, *(c for c in self._restorers if c not in self._scanners)]
+
+
+def log_entries(record: Record | None) -> list[dict[str, str]]:
+    return [h.as_log() for h in record.hits] if record else []
