@@ -328,9 +328,11 @@ class OutputFilter:
 
     def _apply(self, channel: str, text: str, findings: list[Finding]) -> str:
         edits: list[tuple[Finding, redact.Operator]] = []
+        # Recorded as in a plain reply: the model's text, or a tool call's arguments.
+        label = "tool_call" if channel.startswith(("tool call", "args")) else "assistant"
         for f in findings:
             guard = self._gs.by_id[f.source]
-            hit = Hit(guard.id, "output", guard.kind, f.type, guard.action, channel)
+            hit = Hit(guard.id, "output", guard.kind, f.type, guard.action, label)
             self._record.hits.append(hit)
             if guard.action == "block":
                 raise blocked(hit)

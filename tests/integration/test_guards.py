@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -448,3 +449,32 @@ async def test_a_tool_call_to_a_metadata_address_is_blocked(
                 tools=[{"name": "fetch_url", "input_schema": {"type": "object"}}],
                 messages=[{"role": "user", "content": ssrf}],
             )
+
+
+async def test_the_decision_log_lists_findings_without_their_text(
+    make_sidecar: MakeSidecar, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    log = tmp_path / "decisions.jsonl"
+    sc = await make_sidecar(with_guards(fake, BUILTIN_GUARDS), decision_log=str(log))
+    async with oai(sc) as client:
+        await stream_text(client, "mock-echo", f"mail {EMAIL} now")
+        with pytest.raises(openai.BadRequestError):
+            await client.chat.completions.create(
+                model="mock-echo",
+                messages=[{"role": "user", "content": "key AKIAIOSFODNN7EXAMPLF here"}],
+            )
+    await sc.sidecar.stop()  # flushes the writer
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["guards"] == [
+        {
+            "guard": "pii-in-reply",
+            "stage": "output",
+            "type": "EMAIL",
+            "action": "redact",
+            "channel": "assistant",
+        }
+    ]
+    assert lines[1]["guards"][0]["type"] == "AWS_ACCESS_KEY"
+    assert lines[1]["guards"][0]["action"] == "block" and lines[1]["status"] == 400
+    text = log.read_text()
+    assert EMAIL not in text and "AKIAIOSFODNN7EXAMPLF" not in text
