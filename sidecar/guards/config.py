@@ -32,7 +32,6 @@ Action = Literal["block", "redact", "monitor"]
 STAGES: tuple[Stage, ...] = ("input", "output", "tool")
 # Input guards read what the caller and tools wrote, not the system prompt, unless told.
 DEFAULT_INPUT_CHANNELS = frozenset({"user", "tool_result", "prompt"})
-ALL_CHANNELS = frozenset({"system", "user", "assistant", "tool_result", "prompt"})
 
 
 class Detector(Protocol):
@@ -126,10 +125,11 @@ def _patterns(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> lis
     return rules
 
 
-Factory = Callable[[Mapping[str, Any], str, list[Problem]], tuple[Detector, int]]
+Made = tuple[Detector | None, int]  # the detector (None: problems were reported) and its hold
+Factory = Callable[[Mapping[str, Any], str, list[Problem]], Made]
 
 
-def _prompt_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _prompt_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.injection import PromptInjectionDetector
 
     return PromptInjectionDetector(
@@ -137,13 +137,13 @@ def _prompt_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]
     ), 0
 
 
-def _secrets(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _secrets(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.secrets import SecretsDetector
 
     return SecretsDetector(entropy_threshold=float(cfg.get("entropy_threshold", 3.5))), 0
 
 
-def _pii(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _pii(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.pii import PiiDetector
 
     types = cfg.get("types")
@@ -184,21 +184,21 @@ def _compile_patterns(
         return None
 
 
-def _pattern(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _pattern(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     detector = _compile_patterns(_patterns(cfg, path, problems), "pattern", problems)
     return detector, detector.hold if detector else 0
 
 
-def _deny(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _deny(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     detector = DenyListDetector(cfg.get("words") or (), cfg.get("topics") or {})
     return detector, detector.hold
 
 
-def _size(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _size(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     return SizeDetector(max_chars=cfg.get("max_chars"), max_tokens=cfg.get("max_tokens")), 0
 
 
-def _egress(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _egress(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.egress import EgressChecker
 
     try:
@@ -212,7 +212,7 @@ def _egress(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
         return None, 0
 
 
-def _arg_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _arg_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.arg_injection import ArgumentInjectionDetector
 
     try:
@@ -222,7 +222,7 @@ def _arg_injection(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -
         return None, 0
 
 
-def _tool_schema(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+def _tool_schema(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     detector = ToolSchemaDetector(cfg.get("schemas") or {}, f"{path}.schemas", problems)
     return detector, 0
 
@@ -288,8 +288,6 @@ def _guard(
     kind: str = cfg["kind"]
     action: Action = cfg.get("action", "block")
     channels = frozenset(cfg.get("channels") or DEFAULT_INPUT_CHANNELS)
-    if stage == "input" and action == "redact" and "system" in channels:
-        pass  # allowed: the operator asked for it
     webhook = None
     detector: Detector | None = None
     hold = 0
