@@ -201,9 +201,23 @@ def _size(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
 def _egress(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> Made:
     from sidecar.guards.egress import EgressChecker
 
+    hosts = tuple(cfg.get("allow_hosts") or ())
+    bad = [
+        i for i, host in enumerate(hosts) if any(c in host for c in "/@ \t") or not host.strip("*.")
+    ]
+    for i in bad:
+        problems.append(
+            Problem(
+                f"{path}.allow_hosts[{i}]",
+                f"{hosts[i]!r} is not a host name or glob (write api.example.com or "
+                "*.example.com, without scheme, path or user)",
+            )
+        )
+    if bad:
+        return None, 0
     try:
         return EgressChecker(
-            allow_hosts=tuple(cfg.get("allow_hosts") or ()),
+            allow_hosts=hosts,
             block_private=bool(cfg.get("block_private", True)),
             allow_schemes=tuple(cfg.get("allow_schemes") or ("http", "https")),
         ), 0

@@ -1,0 +1,69 @@
+"""The guards section compiles into per-stage guards, or into problems with field paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sidecar.guards.config import compile_guards
+from sidecar.guards.stage import Subject, applicable
+
+
+def problems(section: dict[str, Any]) -> list[str]:
+    return [str(p) for p in compile_guards(section, b"s")[1]]
+
+
+def test_unknown_pii_types_and_bad_options_are_reported_by_path() -> None:
+    found = problems(
+        {
+            "input": [{"id": "p", "kind": "pii", "types": ["EMAIL", "PASSPORT"]}],
+            "output": [{"id": "r", "kind": "pii", "phone_regions": ["XX"]}],
+            "tool": [{"id": "e", "kind": "egress", "allow_hosts": ["http://bad/"]}],
+        }
+    )
+    assert any(p.startswith("guards.input[0].types[1]: unknown PII type 'PASSPORT'") for p in found)
+    assert any(p.startswith("guards.output[0].phone_regions:") for p in found)
+    assert any(
+        p.startswith("guards.tool[0].allow_hosts[0]: 'http://bad/' is not a host") for p in found
+    )
+
+
+def test_a_custom_pii_type_is_known_once_a_pattern_defines_it() -> None:
+    section = {
+        "output": [
+            {
+                "id": "ids",
+                "kind": "pii",
+                "types": ["EMAIL", "EMPLOYEE_ID"],
+                "patterns": [{"type": "EMPLOYEE_ID", "regex": r"E-\d{6}", "max_length": 8}],
+            }
+        ]
+    }
+    guards, found = compile_guards(section, b"s")
+    assert found == []
+    detector = guards.output[0].detector
+    assert detector is not None
+    text = "mail a@b.io about E-123456, not 4111 1111 1111 1111"
+    assert [f.type for f in detector.scan(text)] == ["EMAIL", "EMPLOYEE_ID"]
+    assert guards.output[0].hold == 7
+
+
+@pytest.mark.parametrize(
+    ("scope", "subject", "applies"),
+    [
+        ({}, Subject("any", "t", "m", frozenset()), True),
+        ({"tenants": ["acme"]}, Subject("r", "acme", "gpt-4o", frozenset()), True),
+        ({"tenants": ["acme"]}, Subject("r", "other", "gpt-4o", frozenset()), False),
+        ({"models": ["gpt-*"]}, Subject("r", "t", "gpt-4o", frozenset()), True),
+        ({"models": ["gpt-*"]}, Subject("r", "t", "claude-x", frozenset()), False),
+        ({"routes": ["open*"]}, Subject("openai", "t", None, frozenset()), True),
+        ({"roles": ["analyst"]}, Subject("r", "t", None, frozenset({"analyst", "x"})), True),
+        ({"roles": ["analyst"]}, Subject("r", "t", None, frozenset({"agent"})), False),
+    ],
+)
+def test_scope(scope: dict[str, Any], subject: Subject, applies: bool) -> None:
+    guards, _ = compile_guards(
+        {"input": [{"id": "d", "kind": "size", "max_chars": 9, "scope": scope}]}, b""
+    )
+    assert bool(applicable(guards.input, subject)) is applies
