@@ -118,18 +118,25 @@ class DenyListDetector:
 
 
 class SizeDetector:
-    """A text longer than the limit, in characters or estimated tokens (four characters each)."""
+    """Texts longer than the limit, in characters or estimated tokens (four characters each).
 
-    __slots__ = ("_max_chars",)
+    The stage applies it to the texts of a call together (`over`), so a prompt
+    cannot pass by being spread over many messages; `scan` checks one text.
+    """
+
+    __slots__ = ("max_chars",)
 
     def __init__(self, *, max_chars: int | None = None, max_tokens: int | None = None) -> None:
         limits = [n for n in (max_chars, max_tokens * 4 if max_tokens else None) if n]
-        self._max_chars = min(limits) if limits else None
+        self.max_chars = min(limits) if limits else None
 
     def scan(self, text: str) -> list[Finding]:
-        if self._max_chars is not None and len(text) > self._max_chars:
-            return [Finding("size", "SIZE_LIMIT", self._max_chars, len(text))]
+        if self.max_chars is not None and len(text) > self.max_chars:
+            return [Finding("size", "SIZE_LIMIT", self.max_chars, len(text))]
         return []
+
+    def over(self, total: int) -> bool:
+        return self.max_chars is not None and total > self.max_chars
 
 
 class ToolSchemaDetector:

@@ -29,7 +29,7 @@ from sidecar.errors import ErrorKind, SidecarError
 from sidecar.guards import redact, webhook
 from sidecar.guards.config import Guard, GuardSet
 from sidecar.guards.finding import Finding
-from sidecar.guards.rules import ToolSchemaDetector
+from sidecar.guards.rules import SizeDetector, ToolSchemaDetector
 from sidecar.guards.stream import StreamScanner
 
 log = logging.getLogger("sidecar.guards")
@@ -140,6 +140,9 @@ def _judge(
     for guard in guards:
         if guard.detector is None:
             continue
+        if isinstance(guard.detector, SizeDetector):
+            _judge_size(guard, guard.detector, texts, record, stage, check_channel=check_channel)
+            continue
         for i, text in enumerate(texts):
             if check_channel and text.channel not in guard.channels:
                 continue
@@ -199,6 +202,25 @@ async def _webhooks(
                 raise blocked(hit)
             if taken == "redact" and finding.end > finding.start:
                 edits.setdefault(picked[index], []).append((finding, guard.operator))
+
+
+def _judge_size(
+    guard: Guard,
+    detector: SizeDetector,
+    texts: Sequence[Text],
+    record: Record,
+    stage: str,
+    *,
+    check_channel: bool,
+) -> None:
+    """A size guard weighs the texts it reads together; it blocks or records, never cuts."""
+    read = [t for t in texts if not check_channel or t.channel in guard.channels]
+    if not read or not detector.over(sum(len(t.text) for t in read)):
+        return
+    hit = Hit(guard.id, stage, guard.kind, "SIZE_LIMIT", guard.action, read[-1].channel)
+    record.hits.append(hit)
+    if guard.action == "block":
+        raise blocked(hit)
 
 
 async def check_input(

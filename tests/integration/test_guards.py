@@ -478,3 +478,15 @@ async def test_the_decision_log_lists_findings_without_their_text(
     assert lines[1]["guards"][0]["action"] == "block" and lines[1]["status"] == 400
     text = log.read_text()
     assert EMAIL not in text and "AKIAIOSFODNN7EXAMPLF" not in text
+
+
+async def test_the_size_limit_weighs_the_whole_prompt_not_each_message(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, PATTERN_GUARDS))  # prompt-size: 2,000 characters
+    messages: Any = [{"role": "user", "content": "x" * 900} for _ in range(3)]
+    async with oai(sc) as client:
+        with pytest.raises(openai.BadRequestError, match=r"prompt-size.*SIZE_LIMIT"):
+            await client.chat.completions.create(model="gpt-4o", messages=messages)
+        ok = await client.chat.completions.create(model="mock-echo", messages=messages[:2])
+    assert ok.choices[0].message.content == "x" * 900
