@@ -288,6 +288,8 @@ class Pipeline:
         texts, calls = adapter.reply_texts(call.path, obj)
         with record.stage("output"):
             changed = await check_output(gs, texts, calls, subject, record)
+        if gs.output:
+            changed = adapter.scrub(call.path, obj) or changed
         return orjson.dumps(obj) if changed else body
 
     def _output_editor(
@@ -424,7 +426,11 @@ class Pipeline:
             raise _upstream_failure(spec, exc) from exc
         attempt.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, resp.status)
         down = downstream_headers(resp.headers)
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+        # The SDKs read the body by what they asked for, not by its label: a streamed
+        # call's success is a stream and a plain call's success is JSON, whatever the
+        # Content-Type says, so the tool gate and the guards read it that way too.
+        ctype = resp.headers.get("content-type", "")
+        if ctype.startswith("text/event-stream") or (call.stream and resp.status < 300):
             down.extend(self.sidecar_headers(ex))
             editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
             return StreamReply(
@@ -436,7 +442,7 @@ class Pipeline:
             _end_error(attempt, exc)
             raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
-        is_json = resp.status < 300 and "json" in resp.headers.get("content-type", "")
+        is_json = resp.status < 300
         if ex.tool_gate is not None and is_json:
             violations = response_violations(adapter, call.path, body, ex.tool_gate)
             if violations:

@@ -142,6 +142,9 @@ class AnthropicAdapter:
     ) -> tuple[list[Text], list[tuple[str, Text]]]:
         return anthropic_reply_texts(body)
 
+    def scrub(self, path: str, body: dict[str, Any]) -> bool:
+        return False  # Anthropic replies carry no per-token copies of the text
+
     def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
         return AnthropicEditor(text_filter) if path == "/v1/messages" else None
 

@@ -54,6 +54,10 @@ class Adapter(Protocol):
         """An editor that passes a stream's text deltas through the output stage."""
         ...
 
+    def scrub(self, path: str, body: dict[str, Any]) -> bool:
+        """Remove copies of the reply's text the output stage cannot redact; True if any."""
+        ...
+
     # Byte strings that any response or stream event proposing a tool call contains,
     # so events without them are never parsed for tool calls.
     tool_markers: tuple[bytes, ...]

@@ -20,6 +20,7 @@ from sidecar.adapters.output import (
     StreamEditor,
     TextFilter,
     openai_reply_texts,
+    openai_scrub,
 )
 from sidecar.adapters.sse import SSEParser
 from sidecar.call import Call, Provider, Text, ToolCall, Usage
@@ -241,6 +242,9 @@ class OpenAIAdapter:
         self, path: str, body: dict[str, Any]
     ) -> tuple[list[Text], list[tuple[str, Text]]]:
         return openai_reply_texts(path, body)
+
+    def scrub(self, path: str, body: dict[str, Any]) -> bool:
+        return openai_scrub(body)
 
     def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
         if path == "/v1/responses":

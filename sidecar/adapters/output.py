@@ -11,7 +11,6 @@ the event that ends it, as one more delta of the same kind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 import orjson
@@ -93,6 +92,21 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
     return texts, calls
 
 
+def openai_scrub(body: dict[str, Any]) -> bool:
+    """Drop token-by-token copies of the text (logprobs), which would carry what guards redact."""
+    changed = False
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("logprobs"):
+            choice["logprobs"] = None
+            changed = True
+    for item in body.get("output") or ():
+        for part in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(part, dict) and part.get("logprobs"):
+                part["logprobs"] = []
+                changed = True
+    return changed
+
+
 def anthropic_reply_texts(body: dict[str, Any]) -> tuple[list[Text], ToolTexts]:
     texts: list[Text] = []
     calls: ToolTexts = []
@@ -122,12 +136,24 @@ def _raw(event: Event) -> bytes:
 
 
 class _Base:
+    """Parses the events; subclasses rewrite them (`_handle`) and flush held text (`_finish`)."""
+
     def __init__(self, filter_: TextFilter) -> None:
         self._filter = filter_
         self._parser = SSEParser()
 
-    def _events(self, data: bytes) -> Iterator[Event]:
-        yield from self._parser.feed(data)
+    def feed(self, events: bytes) -> bytes:
+        return self._handle(self._parser.feed(events))
+
+    def close(self) -> bytes:
+        # The parser may still hold a last event (a stream ending in a lone CR).
+        return self._handle(self._parser.close()) + self._finish()
+
+    def _handle(self, events: list[Event]) -> bytes:
+        raise NotImplementedError
+
+    def _finish(self) -> bytes:
+        raise NotImplementedError
 
 
 class OpenAIChatEditor(_Base):
@@ -136,14 +162,15 @@ class OpenAIChatEditor(_Base):
     def __init__(self, filter_: TextFilter) -> None:
         super().__init__(filter_)
         self._open: dict[int, set[str]] = {}  # choice index -> channels with held text
+        self._legacy: set[int] = set()  # choices of /v1/completions, whose text is `text`
         self._tool_names: dict[str, str] = {}
         self._envelope: dict[str, Any] | None = None
 
-    def feed(self, events: bytes) -> bytes:
+    def _handle(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
-        for event in self._events(events):
+        for event in events:
             if event.data.strip() == b"[DONE]":
-                out.append(self.close())
+                out.append(self._finish())
                 out.append(_raw(event))
                 continue
             try:
@@ -167,6 +194,10 @@ class OpenAIChatEditor(_Base):
         index = choice.get("index", 0)
         open_ = self._open.setdefault(index, set())
         changed = False
+        if choice.get("logprobs"):
+            # Token-by-token copies of the text would carry what the guards redact.
+            choice["logprobs"] = None
+            changed = True
         delta = choice.get("delta")
         if isinstance(delta, dict):
             if isinstance(delta.get("content"), str) and delta["content"]:
@@ -177,7 +208,9 @@ class OpenAIChatEditor(_Base):
                 delta["content"] = new
             for tc in delta.get("tool_calls") or ():
                 changed |= self._tool_delta(index, tc, open_)
-        if isinstance(choice.get("text"), str) and choice["text"]:  # /v1/completions
+        if isinstance(choice.get("text"), str):  # /v1/completions
+            self._legacy.add(index)
+        if isinstance(choice.get("text"), str) and choice["text"]:
             channel = f"choice {index}"
             open_.add(channel)
             new = self._filter.feed(channel, choice["text"])
@@ -204,7 +237,11 @@ class OpenAIChatEditor(_Base):
 
     def _end_choice(self, index: int, choice: dict[str, Any]) -> bool:
         changed = False
-        delta = choice.setdefault("delta", {})
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+            if index not in self._legacy:
+                choice["delta"] = delta
         for channel in sorted(self._open.pop(index, set())):
             if channel.startswith("tool call"):
                 rest = self._filter.end(channel, tool=self._tool_names.get(channel, "?"))
@@ -225,11 +262,15 @@ class OpenAIChatEditor(_Base):
                     changed = True
         return changed
 
-    def close(self) -> bytes:
+    def _finish(self) -> bytes:
         """Choices that never sent a finish_reason: their rest goes out in one more chunk."""
         out: list[bytes] = []
         for index in sorted(self._open):
-            choice: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": None}
+            choice: dict[str, Any] = {"index": index, "finish_reason": None}
+            if index in self._legacy:
+                choice["text"] = ""
+            else:
+                choice["delta"] = {}
             if self._end_choice(index, choice):
                 chunk = {**(self._envelope or {}), "choices": [choice]}
                 out.append(_sse(chunk))
@@ -244,9 +285,9 @@ class AnthropicEditor(_Base):
         super().__init__(filter_)
         self._blocks: dict[int, tuple[str, str | None]] = {}  # index -> (kind, tool name)
 
-    def feed(self, events: bytes) -> bytes:
+    def _handle(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
-        for event in self._events(events):
+        for event in events:
             kind = event.event
             if kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
                 out.append(_raw(event))
@@ -315,7 +356,7 @@ class AnthropicEditor(_Base):
             "content_block_delta",
         )
 
-    def close(self) -> bytes:
+    def _finish(self) -> bytes:
         return b"".join(self._stop(index) for index in sorted(self._blocks))
 
 
@@ -333,9 +374,9 @@ class OpenAIResponsesEditor(_Base):
         self._tools: dict[str, str] = {}  # item id -> tool name
         self._open: set[str] = set()
 
-    def feed(self, events: bytes) -> bytes:
+    def _handle(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
-        for event in self._events(events):
+        for event in events:
             try:
                 data = orjson.loads(event.data)
             except orjson.JSONDecodeError:
@@ -365,23 +406,25 @@ class OpenAIResponsesEditor(_Base):
             return self._delta(event, data, channel, self._tools.get(channel, "?"))
         if kind == "response.output_text.done":
             channel = self._text_channel(data)
-            pre = self._finish(channel, data, None, "response.output_text.delta")
-            data["text"] = "".join(self._released.get(channel, []))
+            pre = self._end_channel(channel, data, None, "response.output_text.delta")
+            data["text"] = self._full(channel, data.get("text"), None)
             return pre + _sse(data, event.event)
         if kind == "response.function_call_arguments.done":
             channel = f"args {data.get('output_index', 0)}"
-            pre = self._finish(
+            pre = self._end_channel(
                 channel,
                 data,
                 self._tools.get(channel, "?"),
                 "response.function_call_arguments.delta",
             )
-            data["arguments"] = "".join(self._released.get(channel, []))
+            data["arguments"] = self._full(
+                channel, data.get("arguments"), self._tools.get(channel, "?")
+            )
             return pre + _sse(data, event.event)
         if kind == "response.content_part.done":
             part = data.get("part") or {}
             if isinstance(part.get("text"), str):
-                part["text"] = "".join(self._released.get(self._text_channel(data), []))
+                part["text"] = self._full(self._text_channel(data), part["text"], None)
                 return _sse(data, event.event)
             return _raw(event)
         if kind == "response.output_item.done":
@@ -406,7 +449,7 @@ class OpenAIResponsesEditor(_Base):
         data["delta"] = new
         return _sse(data, event.event)
 
-    def _finish(
+    def _end_channel(
         self, channel: str, data: dict[str, Any], tool: str | None, delta_type: str
     ) -> bytes:
         if channel not in self._open:
@@ -423,21 +466,36 @@ class OpenAIResponsesEditor(_Base):
         }
         return _sse({"type": delta_type, **extra, "delta": rest}, delta_type)
 
+    def _full(self, channel: str, text: Any, tool: str | None) -> Any:
+        """The whole text of a channel as released; one that came with no deltas is
+        passed through the filter here, so full copies are never raw."""
+        released = self._released.get(channel)
+        if released is None:
+            if not isinstance(text, str):
+                return text
+            released = [
+                self._filter.feed(channel, text, tool=tool),
+                self._filter.end(channel, tool=tool),
+            ]
+            self._released[channel] = released
+        return "".join(released)
+
     def _rewrite_item(self, item: Any, output_index: int) -> None:
         if not isinstance(item, dict):
             return
         if item.get("type") == "function_call":
-            released = self._released.get(f"args {output_index}")
-            if released is not None:
-                item["arguments"] = "".join(released)
+            channel = f"args {output_index}"
+            item["arguments"] = self._full(
+                channel, item.get("arguments"), self._tools.get(channel, str(item.get("name")))
+            )
             return
         for j, part in enumerate(item.get("content") or ()):
             if isinstance(part, dict) and isinstance(part.get("text"), str):
-                released = self._released.get(f"output {output_index}:{j}")
-                if released is not None:
-                    part["text"] = "".join(released)
+                part["text"] = self._full(f"output {output_index}:{j}", part["text"], None)
+                if part.get("logprobs"):
+                    part["logprobs"] = []
 
-    def close(self) -> bytes:
+    def _finish(self) -> bytes:
         out: list[bytes] = []
         for channel in sorted(self._open):
             tool = self._tools.get(channel) if channel.startswith("args") else None

@@ -305,6 +305,15 @@ def _guard(
     webhook = None
     detector: Detector | None = None
     hold = 0
+    if kind == "webhook" and stage == "tool":
+        problems.append(
+            Problem(
+                f"{path}.kind",
+                "webhook guards run on the input and output stages; a tool call's arguments "
+                "are read there too (output stage)",
+            )
+        )
+        return None
     if kind == "webhook":
         hook = cfg.get("webhook") or {}
         webhook = Webhook(

@@ -66,7 +66,11 @@ class PatternDetector:
                 raise PatternSyntaxError(
                     rule.where or f"patterns[{i}]", f"not a valid RE2 pattern: {_reason(exc)}"
                 ) from None
-            group = f"p{i}"
+            if "(?P<_sidecar_" in rule.regex:
+                raise PatternSyntaxError(
+                    rule.where or f"patterns[{i}]", "group names starting _sidecar_ are reserved"
+                )
+            group = f"_sidecar_p{i}"
             self._types[group] = rule.type
             parts.append(f"(?P<{group}>{source})")
         self._combined = re2.compile("|".join(parts), _options()) if parts else None
@@ -85,6 +89,14 @@ class PatternDetector:
         return out
 
 
+GAP = 16  # whitespace characters allowed between the words of a deny-list phrase
+
+
+def _longest(phrase: str) -> int:
+    words = phrase.split()
+    return sum(len(w) for w in words) + GAP * (len(words) - 1)
+
+
 class DenyListDetector:
     """Words and topic phrases that must not pass, matched case-insensitively as whole words."""
 
@@ -97,15 +109,16 @@ class DenyListDetector:
             (f"TOPIC_{name.upper()}", p) for name, phrases in topics.items() for p in phrases
         ]
         for i, (type_, phrase) in enumerate(entries):
-            group = f"d{i}"
+            group = f"_sidecar_d{i}"
             self._topics[group] = type_
-            # Spaces in a phrase match any run of whitespace.
-            body = r"\s+".join(re2.escape(word) for word in phrase.split())
+            # Spaces in a phrase match a run of up to GAP whitespace characters: bounded,
+            # so a stream knows how much to keep back.
+            body = rf"\s{{1,{GAP}}}".join(re2.escape(word) for word in phrase.split())
             parts.append(f"(?P<{group}>{body})")
         self._combined = (
             re2.compile(r"(?i)\b(?:" + "|".join(parts) + r")\b", _options()) if parts else None
         )
-        self.hold = max((len(p) for _, p in entries), default=1) - 1
+        self.hold = max((_longest(p) for _, p in entries), default=1) - 1
 
     def scan(self, text: str) -> list[Finding]:
         if self._combined is None or not text:

@@ -267,7 +267,7 @@ async def check_output(
     for name, text in calls:
         check_tool_call(gs, name, text.text, subject, record)
     if record.vault is not None:
-        for text in texts:
+        for text in every:
             current = text.holder[text.key]
             restored = record.vault.restore(current)
             if restored != current:
@@ -324,7 +324,8 @@ class OutputFilter:
         self._gs = gs
         self._subject = subject
         self._record = record
-        self._guards = applicable(gs.output, subject)
+        # Webhooks need a whole text; on streams they are not consulted (docs/bundle.md).
+        self._guards = [g for g in applicable(gs.output, subject) if g.detector is not None]
         self._hold = max((g.hold for g in self._guards), default=0)
         self._scanners: dict[str, StreamScanner] = {}
         self._restorers: dict[str, redact.StreamRestorer] = {}
