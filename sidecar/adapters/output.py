@@ -72,6 +72,10 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
             continue
         if isinstance(message.get("content"), str):
             texts.append(Text("assistant", message["content"], message, "content"))
+        legacy = message.get("function_call")  # the pre-tools `functions` API
+        if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
+            args = Text("tool_call", legacy["arguments"], legacy, "arguments")
+            calls.append((str(legacy.get("name")), args))
         for tc in message.get("tool_calls") or ():
             fn = tc.get("function") if isinstance(tc, dict) else None
             if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
@@ -89,6 +93,8 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
             calls.append(
                 (str(item.get("name")), Text("tool_call", item["arguments"], item, "arguments"))
             )
+        elif item.get("type") == "custom_tool_call" and isinstance(item.get("input"), str):
+            calls.append((str(item.get("name")), Text("tool_call", item["input"], item, "input")))
     return texts, calls
 
 
@@ -208,6 +214,9 @@ class OpenAIChatEditor(_Base):
                 delta["content"] = new
             for tc in delta.get("tool_calls") or ():
                 changed |= self._tool_delta(index, tc, open_)
+            legacy = delta.get("function_call")  # the pre-tools `functions` API
+            if isinstance(legacy, dict):
+                changed |= self._tool_delta(index, {"index": "fc", "function": legacy}, open_)
         if isinstance(choice.get("text"), str):  # /v1/completions
             self._legacy.add(index)
         if isinstance(choice.get("text"), str) and choice["text"]:
@@ -246,10 +255,13 @@ class OpenAIChatEditor(_Base):
             if channel.startswith("tool call"):
                 rest = self._filter.end(channel, tool=self._tool_names.get(channel, "?"))
                 if rest:
-                    tc_index = int(channel.rsplit(":", 1)[1])
-                    delta.setdefault("tool_calls", []).append(
-                        {"index": tc_index, "function": {"arguments": rest}}
-                    )
+                    tc_index = channel.rsplit(":", 1)[1]
+                    if tc_index == "fc":
+                        delta.setdefault("function_call", {})["arguments"] = rest
+                    else:
+                        delta.setdefault("tool_calls", []).append(
+                            {"index": int(tc_index), "function": {"arguments": rest}}
+                        )
                     changed = True
             else:
                 rest = self._filter.end(channel)
@@ -394,6 +406,9 @@ class OpenAIResponsesEditor(_Base):
 
     def _event(self, event: Event, data: dict[str, Any]) -> bytes:
         kind = data.get("type")
+        if data.get("logprobs"):
+            data["logprobs"] = []  # token copies of the text; they would carry what is redacted
+            event = Event(event.event, orjson.dumps(data))
         if kind == "response.output_item.added":
             item = data.get("item") or {}
             if item.get("type") == "function_call":

@@ -107,9 +107,13 @@ _PROCESS_SALT = os.urandom(16)
 def _salt(ref: dict[str, str] | None) -> tuple[bytes, str | None]:
     if ref is None:
         return _PROCESS_SALT, None
-    value, problem = _credential("guards.salt", ref)
+    value, _ = _credential("guards.salt", ref)
     if value is None:
-        return _PROCESS_SALT, (problem or "no salt").replace("upstream 'guards.salt': ", "")
+        where = f"environment variable {ref['env']}" if "env" in ref else f"file {ref.get('file')}"
+        return (
+            _PROCESS_SALT,
+            f"the hash salt could not be read: {where} is unset, empty or unreadable",
+        )
     return value.encode(), None
 
 

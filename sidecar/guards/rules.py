@@ -66,7 +66,7 @@ class PatternDetector:
                 raise PatternSyntaxError(
                     rule.where or f"patterns[{i}]", f"not a valid RE2 pattern: {_reason(exc)}"
                 ) from None
-            if "(?P<_sidecar_" in rule.regex:
+            if "<_sidecar_" in rule.regex:
                 raise PatternSyntaxError(
                     rule.where or f"patterns[{i}]", "group names starting _sidecar_ are reserved"
                 )
@@ -113,7 +113,7 @@ class DenyListDetector:
             self._topics[group] = type_
             # Spaces in a phrase match a run of up to GAP whitespace characters: bounded,
             # so a stream knows how much to keep back.
-            body = rf"\s{{1,{GAP}}}".join(re2.escape(word) for word in phrase.split())
+            body = rf"[\s\p{{Z}}]{{1,{GAP}}}".join(re2.escape(word) for word in phrase.split())
             parts.append(f"(?P<{group}>{body})")
         self._combined = (
             re2.compile(r"(?i)\b(?:" + "|".join(parts) + r")\b", _options()) if parts else None

@@ -264,8 +264,6 @@ async def check_output(
         for i, changes in edits.items():
             every[i].replace(redact.apply(every[i].text, changes, salt=gs.salt))
         changed = bool(edits)
-    for name, text in calls:
-        check_tool_call(gs, name, text.text, subject, record)
     if record.vault is not None:
         for text in every:
             current = text.holder[text.key]
@@ -273,6 +271,9 @@ async def check_output(
             if restored != current:
                 text.replace(restored)
                 changed = True
+    # Tool guards read the arguments as the agent will get them: tokens restored.
+    for name, text in calls:
+        check_tool_call(gs, name, text.holder[text.key], subject, record)
     return changed
 
 
@@ -390,6 +391,8 @@ class OutputFilter:
             out += restorer.flush()
         if tool is not None:
             arguments = "".join(self._tool_args.pop(channel, []))
+            if self._record.vault is not None:  # as the agent will get them
+                arguments = self._record.vault.restore(arguments)
             check_tool_call(self._gs, tool, arguments, self._subject, self._record)
         return out
 

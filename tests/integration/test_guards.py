@@ -420,7 +420,7 @@ async def test_a_tool_call_to_a_metadata_address_is_blocked(
     tools: Any = [{"type": "function", "function": {"name": "fetch_url", "parameters": {}}}]
     ssrf = 'call fetch_url {"url": "http://169.254.169.254/latest/meta-data/iam"}'
     async with oai(sc) as client:
-        with pytest.raises(openai.BadRequestError, match=r"guard 'egress'.*SSRF"):
+        with pytest.raises(openai.BadRequestError, match=r"guard 'egress'.*(SSRF|MALFORMED_URL)"):
             await client.chat.completions.create(
                 model="mock-echo", tools=tools, messages=[{"role": "user", "content": ssrf}]
             )
