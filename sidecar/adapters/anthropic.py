@@ -61,6 +61,15 @@ def message_texts(body: dict[str, Any]) -> list[Text]:
             for block in content:
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     content_texts(block.get("content"), "tool_result", out, _TEXT, block, "content")
+                elif isinstance(block, dict) and block.get("type") == "document":
+                    # A plain-text document is text the model reads like any other.
+                    source = block.get("source")
+                    if (
+                        isinstance(source, dict)
+                        and source.get("type") == "text"
+                        and isinstance(source.get("data"), str)
+                    ):
+                        out.append(Text(channel, source["data"], source, "data"))
     return out
 
 

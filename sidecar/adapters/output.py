@@ -446,10 +446,13 @@ class OpenAIResponsesEditor(_Base):
             self._rewrite_item(data.get("item"), data.get("output_index", 0))
             return _sse(data, event.event)
         if kind in ("response.completed", "response.incomplete", "response.failed"):
+            # Channels never closed by a *.done event let their held text out first,
+            # so the full copies below and the deltas before them agree.
+            pre = self._end_open_channels()
             response = data.get("response") or {}
             for i, item in enumerate(response.get("output") or ()):
                 self._rewrite_item(item, i)
-            return _sse(data, event.event)
+            return pre + _sse(data, event.event)
         return _raw(event)
 
     def _delta(self, event: Event, data: dict[str, Any], channel: str, tool: str | None) -> bytes:
@@ -480,6 +483,22 @@ class OpenAIResponsesEditor(_Base):
             if k in ("item_id", "output_index", "content_index", "sequence_number")
         }
         return _sse({"type": delta_type, **extra, "delta": rest}, delta_type)
+
+    def _end_open_channels(self) -> bytes:
+        out: list[bytes] = []
+        for channel in sorted(self._open):
+            kind, _, where = channel.partition(" ")
+            output_index, _, content_index = where.partition(":")
+            data: dict[str, Any] = {"output_index": int(output_index)}
+            if kind == "args":
+                tool = self._tools.get(channel, "?")
+                out.append(
+                    self._end_channel(channel, data, tool, "response.function_call_arguments.delta")
+                )
+            else:
+                data["content_index"] = int(content_index or 0)
+                out.append(self._end_channel(channel, data, None, "response.output_text.delta"))
+        return b"".join(out)
 
     def _full(self, channel: str, text: Any, tool: str | None) -> Any:
         """The whole text of a channel as released; one that came with no deltas is

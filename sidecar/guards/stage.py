@@ -326,7 +326,11 @@ class OutputFilter:
         self._subject = subject
         self._record = record
         # Webhooks need a whole text; on streams they are not consulted (docs/bundle.md).
-        self._guards = [g for g in applicable(gs.output, subject) if g.detector is not None]
+        # Size guards count the whole stream, not a window of it.
+        scoped = [g for g in applicable(gs.output, subject) if g.detector is not None]
+        self._sizes = [g for g in scoped if isinstance(g.detector, SizeDetector)]
+        self._guards = [g for g in scoped if not isinstance(g.detector, SizeDetector)]
+        self._seen = 0
         self._hold = max((g.hold for g in self._guards), default=0)
         self._scanners: dict[str, StreamScanner] = {}
         self._restorers: dict[str, redact.StreamRestorer] = {}
@@ -334,7 +338,23 @@ class OutputFilter:
 
     @property
     def active(self) -> bool:
-        return bool(self._guards) or self._record.vault is not None or bool(self._gs.tool)
+        return (
+            bool(self._guards or self._sizes)
+            or self._record.vault is not None
+            or bool(self._gs.tool)
+        )
+
+    def _count(self, channel: str, piece: str) -> None:
+        self._seen += len(piece)
+        for guard in self._sizes:
+            assert isinstance(guard.detector, SizeDetector)
+            if guard.detector.over(self._seen):
+                label = "tool_call" if channel.startswith(("tool call", "args")) else "assistant"
+                hit = Hit(guard.id, "output", guard.kind, "SIZE_LIMIT", guard.action, label)
+                self._sizes = [g for g in self._sizes if g is not guard]  # once per stream
+                self._record.hits.append(hit)
+                if guard.action == "block":
+                    raise blocked(hit)
 
     def _scan_all(self, text: str) -> list[Finding]:
         out: list[Finding] = []
@@ -373,6 +393,8 @@ class OutputFilter:
         return text
 
     def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str:
+        if self._sizes:
+            self._count(channel, piece)
         if tool is not None:
             self._tool_args.setdefault(channel, []).append(piece)
         if not self._guards:

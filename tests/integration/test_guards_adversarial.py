@@ -825,13 +825,6 @@ async def test_events_cut_mid_json_across_tcp_writes_are_still_redacted(
         pytest.param(
             "responses",
             "no done events, then completed",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="OpenAIResponsesEditor._full() takes a channel's text from what was "
-                "released so far; when response.completed arrives while the channel is still "
-                "open (no output_text.done), the held tail is not in it: the final copy says "
-                "'your card is' and the '[CREDIT_CARD]' rest comes after it as a stray delta",
-            ),
         ),
         ("anthropic", "no block or message stop"),
     ],
@@ -1216,9 +1209,8 @@ async def test_input_redaction_changes_only_the_guarded_string_semantically(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="docs: 'a redaction rewrites exactly those strings in the body (nothing else is "
-    "re-encoded)', but Pipeline._guard_input re-serializes the whole body with orjson.dumps: "
-    "whitespace, \\u escapes, 0.50 and 1e0 in untouched fields are all rewritten",
+    reason="byte-preserving input redaction is not built: a redacted body is re-encoded as "
+    "compact JSON (docs/bundle.md says so); this test is the target",
 )
 async def test_input_redaction_leaves_every_other_byte_of_the_body_alone(
     make_sidecar: MakeSidecar, up: Upstream
@@ -2269,13 +2261,6 @@ async def test_hash_and_mask_operators_in_the_forwarded_body(
     assert sent == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in a stream each scan sees only the held tail plus 64 characters of context, "
-    "so an output 'size' guard only fires when one delta plus 64 characters exceeds the "
-    "limit: a 400-character reply in 40-character deltas passes a max_chars: 200 block "
-    "guard that blocks the same reply when plain",
-)
 @pytest.mark.parametrize("api", ["chat", "anthropic"])
 async def test_an_output_size_guard_applies_to_streams_too(
     make_sidecar: MakeSidecar, up: Upstream, api: Api
@@ -2304,12 +2289,6 @@ async def test_an_output_size_guard_blocks_a_long_plain_reply(
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anthropic message_texts() reads only 'text' blocks (and tool_result content): a "
-    "'document' block with a plain-text source -- user or tool text the model reads like "
-    "any other -- is never shown to input guards, so an injection or a card in it passes",
-)
 async def test_anthropic_plain_text_documents_are_read_by_input_guards(
     make_sidecar: MakeSidecar, up: Upstream
 ) -> None:
