@@ -25,10 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy_bench.py
 	$(BIN)/python bench/authz_bench.py
 	$(BIN)/python bench/guard_bench.py
-	$(BIN)/python bench/quality_injection.py
-	$(BIN)/python bench/quality_secrets.py
-	$(BIN)/python bench/quality_pii.py
-	$(BIN)/python bench/quality_ssrf.py
+	$(BIN)/python bench/guards.py
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'

@@ -451,3 +451,32 @@ def test_streamed_text_is_redacted_as_the_whole_text(parts: list[str], sizes: li
     release = scanner.flush()
     out.append(_redacted(release.text, release.findings))
     assert "".join(out) == _redacted(text, PII.scan(text))
+
+
+def _with_luhn(body: str) -> str:
+    for d in "0123456789":
+        if luhn_valid(body + d):
+            return body + d
+    raise AssertionError("no check digit")
+
+
+def _iban(country: str, bban: str) -> str:
+    rearranged = bban + country + "00"
+    check = 98 - int("".join(str(int(ch, 36)) for ch in rearranged)) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def test_a_luhn_valid_card_outside_the_iin_tables_is_reported_with_less_confidence() -> None:
+    card = _with_luhn("350012345678901")  # "JCB" 3500, below the published 3528-3589
+    [finding] = PiiDetector().scan(f"card {card} ok")
+    assert (finding.type, finding.confidence) == ("CREDIT_CARD", 0.9)
+    assert PiiDetector().scan(f"isbn {_with_luhn('978012345678')}") == []  # 9: not a card
+
+
+def test_a_mod97_valid_iban_of_an_unlisted_length_is_reported_with_less_confidence() -> None:
+    iban = _iban("GB", "WEST1234569876543")  # 21 characters; GB's registered length is 22
+    assert len(iban) == 21
+    [finding] = PiiDetector().scan(f"pay to {iban} today")
+    assert (finding.type, finding.confidence) == ("IBAN", 0.8)
+    broken = iban[:-1] + ("1" if iban[-1] != "1" else "2")
+    assert PiiDetector().scan(f"pay to {broken} today") == []
