@@ -231,14 +231,29 @@ async def check_input(
     if not guards or not texts:
         return False
     edits = _judge(guards, texts, record, "input", check_channel=True)
+    _apply_input(gs, texts, edits, record)
     hooks = [g for g in guards if g.webhook is not None]
     if hooks:
-        await _webhooks(hooks, texts, subject, record, "input", edits, check_channel=True)
+        # Webhooks see the texts as they will be forwarded: what a redact guard took out
+        # never reaches an outside classifier either.
+        current = [Text(t.channel, t.holder[t.key], t.holder, t.key) for t in texts]
+        hook_edits: dict[int, list[tuple[Finding, redact.Operator]]] = {}
+        await _webhooks(hooks, current, subject, record, "input", hook_edits, check_channel=True)
+        _apply_input(gs, current, hook_edits, record)
+        return bool(edits or hook_edits)
+    return bool(edits)
+
+
+def _apply_input(
+    gs: GuardSet,
+    texts: Sequence[Text],
+    edits: dict[int, list[tuple[Finding, redact.Operator]]],
+    record: Record,
+) -> None:
     for i, changes in edits.items():
         if record.vault is None and any(op == "tokenize" for _, op in changes):
             record.vault = redact.Vault()
         texts[i].replace(redact.apply(texts[i].text, changes, salt=gs.salt, vault=record.vault))
-    return bool(edits)
 
 
 async def check_output(

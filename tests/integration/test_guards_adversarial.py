@@ -1912,12 +1912,6 @@ async def test_a_named_group_in_one_pattern_does_not_disable_another(
     assert done.choices[0].message.content == "[TICKET] for [EMPLOYEE_ID]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stage.check_input runs every detector guard first and the webhooks after, all on "
-    "the original texts: a webhook listed after a PII redact guard still receives the raw "
-    "email, although 'guards run in the order listed' and the redaction came first",
-)
 async def test_a_webhook_listed_after_a_redaction_sees_the_redacted_text(
     make_sidecar: MakeSidecar, up: Upstream, classifier: Classifier
 ) -> None:
