@@ -17,6 +17,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     TOO_LARGE = "too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
     BAD_GATEWAY = "bad_gateway"
@@ -31,6 +32,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.METHOD_NOT_ALLOWED: 405,
     ErrorKind.TOO_LARGE: 413,
+    ErrorKind.HEADERS_TOO_LARGE: 431,
     ErrorKind.RATE_LIMITED: 429,
     ErrorKind.INTERNAL: 500,
     ErrorKind.BAD_GATEWAY: 502,

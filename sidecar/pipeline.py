@@ -40,6 +40,7 @@ from sidecar.guards.stage import (
 )
 from sidecar.identity.principal import PodIdentity, Principal
 from sidecar.identity.resolve import identify, identify_with_jwt
+from sidecar.replies import Reply, StreamReply
 from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry
@@ -50,22 +51,6 @@ REVISION_HEADER = "x-sidecar-bundle-revision"
 UPSTREAM_HEADER = "x-sidecar-upstream"
 TOOLS_REMOVED_HEADER = "x-sidecar-tools-removed"
 REDACTED_HEADER = "x-sidecar-redacted"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-
-
-@dataclass
-class StreamReply:
-    """Headers now, body as it arrives. Iterate `chunks` to the end or `aclose()` it."""
-
-    status: int
-    headers: CIMultiDict[str]
-    chunks: AsyncIterator[bytes]
 
 
 @dataclass

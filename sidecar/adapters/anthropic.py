@@ -35,6 +35,7 @@ _ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.METHOD_NOT_ALLOWED: "invalid_request_error",
     ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.HEADERS_TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
     ErrorKind.INTERNAL: "api_error",
     ErrorKind.BAD_GATEWAY: "api_error",

@@ -41,6 +41,7 @@ _ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.METHOD_NOT_ALLOWED: "invalid_request_error",
     ErrorKind.TOO_LARGE: "invalid_request_error",
+    ErrorKind.HEADERS_TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
     ErrorKind.INTERNAL: "server_error",
     ErrorKind.BAD_GATEWAY: "server_error",

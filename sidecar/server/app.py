@@ -16,7 +16,8 @@ from sidecar.bundle.watch import default_bundle_path, watch_bundle
 from sidecar.identity.principal import PodIdentity
 from sidecar.pipeline import Pipeline
 from sidecar.server.admin import admin_app
-from sidecar.server.http import proxy_app
+from sidecar.server.h1 import Server
+from sidecar.server.http import proxy_server
 from sidecar.settings import Listen, Settings
 from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry, setup_telemetry
@@ -40,6 +41,7 @@ def tune_gc() -> None:
 
 
 GC_GEN0_THRESHOLD = 10_000
+SHUTDOWN_GRACE_S = 5.0  # calls in flight get this long to finish on stop
 
 
 class Sidecar:
@@ -60,6 +62,7 @@ class Sidecar:
             self.telemetry, PodIdentity(settings.agent, settings.tenant), self.decision_log
         )
         self._runners: list[web.AppRunner] = []
+        self._proxy: Server | None = None
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self.http_address: tuple[str, int] | None = None
@@ -72,8 +75,9 @@ class Sidecar:
             admin_app(self.store, self.telemetry, lambda: self.serving), self.settings.admin
         )
         await self.store.load(reason="start")
-        self.http_address = await self._listen(
-            proxy_app(self.store, self.pipeline, self.settings.max_body_bytes), self.settings.http
+        self._proxy = proxy_server(self.store, self.pipeline, self.settings.max_body_bytes)
+        self.http_address = await self._proxy.start(
+            self.settings.http.host, self.settings.http.port
         )
         self.serving = True
         tune_gc()
@@ -95,14 +99,11 @@ class Sidecar:
         return await self.store.load(force=True, reason=reason)
 
     async def _listen(self, app: web.Application, where: Listen) -> tuple[str, int]:
-        # handler_cancellation: when the agent disconnects, the handler is cancelled,
-        # and with it the upstream request, instead of waiting for the provider.
         runner = web.AppRunner(
             app,
             access_log=None,
             handle_signals=False,
-            shutdown_timeout=5.0,
-            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
         )
         await runner.setup()
         site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
@@ -118,6 +119,9 @@ class Sidecar:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        if self._proxy is not None:
+            await self._proxy.stop(grace=SHUTDOWN_GRACE_S)
+            self._proxy = None
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

@@ -1,8 +1,9 @@
-"""The proxy listener: OpenAI- and Anthropic-shaped endpoints over aiohttp.
+"""The proxy listener: OpenAI- and Anthropic-shaped endpoints.
 
-This module knows HTTP and nothing of policy: it reads the body (within the
-size limit), lets the adapter parse it, runs the pipeline, and writes what
-comes back — streams chunk by chunk as they arrive.
+This module knows routes and nothing of policy: the server (`h1.py`) reads
+the body within the size limit; here the adapter parses it, the pipeline
+runs, and the reply — whole, or a stream relayed chunk by chunk — goes back
+to the server to write.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 from typing import Any
 
 import orjson
-from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar.adapters import anthropic, openai
@@ -23,7 +24,9 @@ from sidecar.bundle.snapshot import Snapshot
 from sidecar.bundle.store import BundleStore
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.principal import Principal
-from sidecar.pipeline import Exchange, Pipeline, Reply, StreamReply
+from sidecar.pipeline import Exchange, Pipeline
+from sidecar.replies import Reply, StreamReply
+from sidecar.server.h1 import Request, Server
 
 log = logging.getLogger("sidecar.http")
 
@@ -38,74 +41,58 @@ def new_decision_id() -> str:
 
 
 class ProxyHandlers:
+    """Routes a request to its handler; answers unknown paths and methods in kind."""
+
     def __init__(self, store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> None:
         self.store = store
         self.pipeline = pipeline
         self.max_body_bytes = max_body_bytes
 
-    def routes(self) -> list[web.RouteDef]:
-        defs = [web.post(path, self.llm) for path in ADAPTERS]
-        defs += [
-            web.get("/v1/models", self.list_models),
-            web.get("/v1/models/{model:.+}", self.get_model),
-        ]
-        # Registered after the real methods: any other method on a known path.
-        defs += [web.route("*", path, _wrong_method) for path in ADAPTERS]
-        defs += [web.route("*", "/v1/models", _wrong_method)]
-        return defs
+    async def __call__(self, request: Request) -> Reply | StreamReply:
+        path = request.path
+        adapter = ADAPTERS.get(path)
+        if adapter is not None:
+            if request.method == "POST":
+                return await self.llm(request, adapter)
+            return _wrong_method(request, "POST")
+        if path == "/v1/models" or (path.startswith("/v1/models/") and len(path) > 11):
+            if request.method not in ("GET", "HEAD"):
+                return _wrong_method(request, "GET")
+            return await self._models(request, path[11:] or None)
+        return _unknown_path(request)
 
     # --- LLM calls -----------------------------------------------------------------------
 
-    async def llm(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        adapter = ADAPTERS[path]
+    async def llm(self, request: Request, adapter: Adapter) -> Reply | StreamReply:
         ex = Exchange(new_decision_id(), "", time.perf_counter())
         gen = self.store.acquire()
         if gen is None:
             return self._not_ready(adapter, ex)
+        held = True
         try:
             ex.revision = gen.snapshot.revision
             try:
-                raw = await self._read_body(request)
-                call = adapter.parse(path, raw)
+                if request.too_large:
+                    raise _too_large(request.length, self.max_body_bytes)
+                call = adapter.parse(request.path, request.body)
             except SidecarError as err:
                 return self._refuse(adapter, err, ex)
             result = await self.pipeline.llm(gen, adapter, call, request.headers, ex)
-            if isinstance(result, Reply):
-                return _response(result)
-            return await self._stream(request, result)
+            if isinstance(result, StreamReply):
+                # A stream keeps the bundle generation it started on until it ends.
+                result.done = partial(self.store.release, gen)
+                held = False
+            return result
         finally:
-            self.store.release(gen)
+            if held:
+                self.store.release(gen)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        length = request.content_length
-        if length is not None and length > self.max_body_bytes:
-            raise _too_large(length, self.max_body_bytes)
-        try:
-            # The application's client_max_size is the same limit, so a chunked body
-            # that grows past it stops being read at the limit.
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(None, self.max_body_bytes) from None
-
-    async def _stream(self, request: web.Request, result: StreamReply) -> web.StreamResponse:
-        response = web.StreamResponse(status=result.status, headers=result.headers)
-        try:
-            await response.prepare(request)
-            async for chunk in result.chunks:
-                await response.write(chunk)
-            await response.write_eof()
-        finally:
-            # Ends the upstream stream at once if the agent went away mid-way.
-            await result.chunks.aclose()  # type: ignore[attr-defined]
-        return response
-
-    def _refuse(self, adapter: Adapter, err: SidecarError, ex: Exchange) -> web.Response:
+    def _refuse(self, adapter: Adapter, err: SidecarError, ex: Exchange) -> Reply:
         reply = self.pipeline.error(adapter, err, ex)
         self.pipeline.count(ex, reply.status)
-        return _response(reply)
+        return reply
 
-    def _not_ready(self, adapter: Adapter, ex: Exchange) -> web.Response:
+    def _not_ready(self, adapter: Adapter, ex: Exchange) -> Reply:
         err = SidecarError(
             ErrorKind.UNAVAILABLE,
             "the sidecar has no valid policy bundle loaded yet; see its log or /bundle",
@@ -114,17 +101,11 @@ class ProxyHandlers:
         )
         reply = self.pipeline.error(adapter, err, ex)
         self.pipeline.count(ex, reply.status)
-        return _response(reply)
+        return reply
 
     # --- models --------------------------------------------------------------------------
 
-    async def list_models(self, request: web.Request) -> web.Response:
-        return await self._models(request, None)
-
-    async def get_model(self, request: web.Request) -> web.Response:
-        return await self._models(request, request.match_info["model"])
-
-    async def _models(self, request: web.Request, model: str | None) -> web.Response:
+    async def _models(self, request: Request, model: str | None) -> Reply:
         """Answered from the bundle, in Anthropic's shape when the caller is Anthropic's SDK."""
         ex = Exchange(new_decision_id(), "", time.perf_counter())
         anthropic_shape = "anthropic-version" in request.headers
@@ -163,7 +144,7 @@ class ProxyHandlers:
         reply = Reply(200, self.pipeline.sidecar_headers(ex), orjson.dumps(body))
         reply.headers["content-type"] = "application/json"
         self.pipeline.count(ex, 200)
-        return _response(reply)
+        return reply
 
 
 LISTING_ACTIONS = ("llm.models", "llm.chat", "llm.responses", "llm.completion", "llm.embeddings")
@@ -200,37 +181,48 @@ def _too_large(length: int | None, limit: int) -> SidecarError:
     )
 
 
-def _response(reply: Reply) -> web.Response:
-    return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
+def proxy_server(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> Server:
+    return Server(
+        ProxyHandlers(store, pipeline, max_body_bytes), error_reply, max_body_bytes=max_body_bytes
+    )
 
 
-def proxy_app(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> web.Application:
-    # Handlers turn aiohttp's body-limit error into one in the caller's protocol.
-    app = web.Application(client_max_size=max_body_bytes)
-    app.add_routes(ProxyHandlers(store, pipeline, max_body_bytes).routes())
-    app.router.add_route("*", "/{tail:.*}", _unknown_path)
-    return app
-
-
-def _shape_for(request: web.Request) -> Adapter:
-    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+def _shape_for(request: Request | None) -> Adapter:
+    if request is not None and (
+        request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+    ):
         return anthropic.ADAPTER
     return openai.ADAPTER
 
 
-async def _unknown_path(request: web.Request) -> web.Response:
+def _error(adapter: Adapter, err: SidecarError, **extra: str) -> Reply:
+    headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json", **extra})
+    return Reply(err.status, headers, adapter.error_body(err))
+
+
+_SERVER_ERRORS = {
+    400: ErrorKind.INVALID_REQUEST,
+    431: ErrorKind.HEADERS_TOO_LARGE,
+    500: ErrorKind.INTERNAL,
+}
+
+
+def error_reply(status: int, message: str, request: Request | None) -> Reply:
+    """The server's own refusals (malformed HTTP, huge heads, a failed handler), in kind."""
+    kind = _SERVER_ERRORS.get(status, ErrorKind.INTERNAL)
+    return _error(_shape_for(request), SidecarError(kind, message))
+
+
+def _unknown_path(request: Request) -> Reply:
     err = SidecarError(
         ErrorKind.NOT_FOUND, f"the sidecar does not serve {request.method} {request.path}"
     )
-    headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json"})
-    return web.Response(status=404, headers=headers, body=_shape_for(request).error_body(err))
+    return _error(_shape_for(request), err)
 
 
-async def _wrong_method(request: web.Request) -> web.Response:
-    allowed = "GET" if request.path == "/v1/models" else "POST"
+def _wrong_method(request: Request, allowed: str) -> Reply:
     err = SidecarError(
         ErrorKind.METHOD_NOT_ALLOWED,
         f"{request.method} is not allowed on {request.path}; use {allowed}",
     )
-    headers: CIMultiDict[str] = CIMultiDict({"content-type": "application/json", "allow": allowed})
-    return web.Response(status=405, headers=headers, body=_shape_for(request).error_body(err))
+    return _error(_shape_for(request), err, allow=allowed)

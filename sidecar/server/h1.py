@@ -1,0 +1,591 @@
+"""A lean HTTP/1.1 server for the proxy listener.
+
+The proxy listener serves a dozen fixed paths, reads bodies it holds whole
+anyway, and relays streams. aiohttp's web server spent a large share of the
+added latency per call on what these paths never use (a request object with
+lazy properties, the router, middlewares, a task per request, a response
+object that prepares itself). This one parses with llhttp (`httptools`),
+hands the handler a plain `Request` with the body already read, and writes
+a reply in one `write` — streams as chunked frames, one per piece.
+
+Guarantees the handlers rely on:
+- a body larger than the limit is never buffered: the request reaches the
+  handler marked `too_large` as soon as that is known, and the connection
+  closes after the answer (lingering briefly so the caller reads it);
+- a head larger than `MAX_HEAD_BYTES` gets 431 and a malformed request 400;
+  both close the connection;
+- requests on one connection are answered in order (pipelining);
+- a caller slower than the stream pauses the stream, not memory;
+- a caller that disconnects cancels its call at once, upstream request and all;
+- an idle keep-alive connection is closed after `idle_timeout`;
+- `stop()` stops accepting, lets calls in flight finish for a grace period
+  and closes idle connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from sidecar.replies import Reply, StreamReply
+
+log = logging.getLogger("sidecar.http")
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
+HIGH_WATER = 256 * 1024  # unsent bytes at which a stream waits for its caller
+IDLE_TIMEOUT_S = 75.0
+LINGER_S = 2.0  # reading (and dropping) a refused body so the caller sees the answer
+MAX_QUEUED = 8  # pipelined requests parsed ahead before reading pauses
+BACKLOG = 512
+
+
+class Request:
+    """One parsed request; `body` is complete unless `too_large`."""
+
+    __slots__ = (
+        "body",
+        "headers",
+        "keep_alive",
+        "length",
+        "method",
+        "path",
+        "query",
+        "too_large",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: CIMultiDictProxy[str],
+        version: str,
+        keep_alive: bool,
+        length: int | None,
+    ) -> None:
+        self.method = method
+        self.version = version
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.length = length  # the declared Content-Length, if any
+        self.body = b""
+        self.too_large = False
+
+
+Handler = Callable[[Request], Awaitable[Reply | StreamReply]]
+# Answers for requests the server refuses before any handler: (status, message, request).
+ErrorReply = Callable[[int, str, Request | None], Reply]
+
+_FRAMING = ("content-length", "transfer-encoding", "connection")
+_STATUS_LINES: dict[int, bytes] = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
+}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        # A status the stdlib does not name, such as Anthropic's 529 "overloaded".
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} Status {status}\r\n".encode()
+    return line
+
+
+class _Clock:
+    """The Date header, formatted once a second rather than once a response."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+_CLOCK = _Clock()
+
+
+class HeaderError(ValueError):
+    """A reply header that would break the response's framing (CR or LF inside)."""
+
+
+def _head(status: int, headers: CIMultiDict[str], framing: str) -> bytes:
+    if "content-length" in headers or "transfer-encoding" in headers or "connection" in headers:
+        headers = headers.copy()
+        for name in _FRAMING:
+            headers.popall(name, None)
+    lines = [f"{name}: {value}" for name, value in headers.items()]
+    text = "\r\n".join(lines)
+    if text.count("\n") != max(len(lines) - 1, 0) or text.count("\r") != text.count("\n"):
+        raise HeaderError("a reply header contains CR or LF")
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8")
+    return b"".join(
+        (_status_line(status), raw, b"\r\n" if lines else b"", _CLOCK.line(), framing.encode())
+    )
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, queue, answer in order."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: collections.deque[Request] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # The request being parsed.
+        self._url = b""
+        self._raw_headers: list[tuple[str, str]] = []
+        self._request: Request | None = None
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._in_head = False
+        self._head_bytes = 0
+        self._dispatched = False  # the request being parsed was handed over early
+        # State of the connection.
+        self._busy = False
+        self._lost = False
+        self._closing = False  # answer what is in hand, then close
+        self._ignore = False  # read no further requests from this connection
+        self._read_paused = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._last_active = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str] | None = None  # to send once earlier replies are out
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self._server.connections.add(self)
+        self._last_active = self._loop.time()
+        self._idle_timer = self._loop.call_later(self._server.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = self._loop.time()
+        if self._ignore:
+            return  # the rest of a refused body, or what follows an upgrade offer
+        if self._request is None:  # not in a body: these bytes are (or start) a head
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An h2c or WebSocket upgrade offer: answer what was asked in HTTP/1.1
+            # and close, as the connection cannot carry on in either protocol.
+            self._stop_reading()
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"malformed HTTP request: {_reason(exc)}")
+            return
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(431, f"request line and headers exceed {MAX_HEAD_BYTES} bytes")
+
+    def eof_received(self) -> bool | None:
+        # The caller closed its side; the way clients hang up mid-call. Close ours,
+        # which cancels what it was waiting for.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        server = self._server
+        server.connections.discard(self)
+        if server.stopping and not server.connections:
+            server.all_closed.set()
+        for timer in (self._idle_timer, self._linger):
+            if timer is not None:
+                timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_exception(ConnectionResetError("the caller disconnected"))
+        self._queue.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # --- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = b""
+        self._raw_headers = []
+        self._pieces = []
+        self._size = 0
+        self._dispatched = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        parser = self._parser
+        headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
+        path, query = _split_target(self._url)
+        raw_length = headers.get("content-length")
+        length = int(raw_length) if raw_length is not None and raw_length.isdigit() else None
+        request = Request(
+            parser.get_method().decode("ascii", "replace"),
+            path,
+            query,
+            headers,
+            parser.get_http_version(),
+            parser.should_keep_alive() and not self._closing,
+            length,
+        )
+        self._request = request
+        limit = self._server.max_body_bytes
+        if length is not None and length > limit:
+            self._too_large(request)
+        elif headers.get("expect", "").lower() == "100-continue":
+            assert self._transport is not None
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request
+        if request is None or request.too_large:
+            return
+        self._size += len(body)
+        if self._size > self._server.max_body_bytes:
+            self._pieces = []
+            self._too_large(request)
+            return
+        self._pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request
+        self._request = None
+        self._head_bytes = 0
+        if request is None or self._dispatched:
+            return
+        pieces = self._pieces
+        request.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._pieces = []
+        self._dispatch(request)
+
+    # --- handing requests to the handler -------------------------------------------------
+
+    def _too_large(self, request: Request) -> None:
+        """Answer now, without reading the body; the connection cannot be reused."""
+        request.too_large = True
+        request.keep_alive = False
+        self._dispatch(request)
+        self._dispatched = True
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._closing = True
+        self._ignore = True
+
+    def _dispatch(self, request: Request) -> None:
+        if self._lost:
+            return
+        self._queue.append(request)
+        if len(self._queue) >= MAX_QUEUED and not self._read_paused and self._transport:
+            self._read_paused = True
+            self._transport.pause_reading()
+        if self._task is None:
+            self._task = self._loop.create_task(self._run())
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _run(self) -> None:
+        queue = self._queue
+        try:
+            while True:
+                if not queue:
+                    if self._closing:
+                        if self._refusal is not None:
+                            self._write_refusal(*self._refusal)
+                        self._close()
+                        return
+                    self._waiter = self._loop.create_future()
+                    await self._waiter
+                    self._waiter = None
+                    continue
+                request = queue.popleft()
+                if self._read_paused and len(queue) < MAX_QUEUED // 2 and self._transport:
+                    self._read_paused = False
+                    self._transport.resume_reading()
+                self._busy = True
+                keep_alive = await self._answer(request)
+                self._busy = False
+                self._last_active = self._loop.time()
+                if not keep_alive or self._server.stopping:
+                    self._closing = True
+                    queue.clear()
+        except asyncio.CancelledError:
+            pass  # the caller went away, or the server stopped
+        except Exception:
+            log.exception("the proxy listener failed on a connection")
+            if self._transport is not None:
+                self._transport.abort()
+
+    async def _answer(self, request: Request) -> bool:
+        """Write one reply; True when the connection may carry another request."""
+        try:
+            reply = await self._server.handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler failed", extra={"path": request.path})
+            reply = self._server.error_reply(500, "the sidecar failed on this call", request)
+        keep_alive = request.keep_alive and not self._closing
+        if isinstance(reply, StreamReply):
+            return await self._stream(request, reply, keep_alive)
+        self._write(request, reply, keep_alive)
+        return keep_alive
+
+    def _write(self, request: Request, reply: Reply, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        body = reply.body
+        framing = f"content-length: {len(body)}\r\n"
+        if not keep_alive:
+            framing += "connection: close\r\n"
+        elif request.version == "1.0":
+            framing += "connection: keep-alive\r\n"  # an HTTP/1.0 caller that asked for it
+        try:
+            head = _head(reply.status, reply.headers, framing + "\r\n")
+        except HeaderError as exc:
+            log.error("refusing to write a reply: %s", exc, extra={"path": request.path})
+            fallback = self._server.error_reply(500, "the sidecar built an invalid reply", request)
+            head = _head(500, fallback.headers, f"content-length: {len(fallback.body)}\r\n\r\n")
+            body = fallback.body
+        if request.method == "HEAD" or not body:
+            transport.write(head)
+        elif len(body) < 65536:
+            transport.write(head + body)
+        else:
+            transport.write(head)
+            transport.write(body)
+
+    async def _stream(self, request: Request, reply: StreamReply, keep_alive: bool) -> bool:
+        chunks = reply.chunks
+        try:
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                return False
+            chunked = request.version != "1.0"
+            if chunked:
+                framing = "transfer-encoding: chunked\r\n"
+                if not keep_alive:
+                    framing += "connection: close\r\n"
+            else:
+                # An HTTP/1.0 caller: the end of the body is the end of the connection.
+                framing = "connection: close\r\n"
+                keep_alive = False
+            try:
+                head = _head(reply.status, reply.headers, framing + "\r\n")
+            except HeaderError as exc:
+                log.error("refusing to write a reply: %s", exc, extra={"path": request.path})
+                transport.abort()
+                return False
+            transport.write(head)
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                if chunked:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                else:
+                    transport.write(chunk)
+                if self._write_paused:
+                    await self._drained()
+            if chunked:
+                transport.write(b"0\r\n\r\n")
+            return keep_alive
+        except ConnectionResetError:
+            return False
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception:
+            # A stream that broke after its head went out cannot turn into an error
+            # reply; an aborted connection tells the caller it is incomplete.
+            log.exception("stream failed mid-way", extra={"path": request.path})
+            if self._transport is not None:
+                self._transport.abort()
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+            if reply.done is not None:
+                reply.done()
+
+    async def _drained(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("the caller disconnected")
+        self._drain = self._loop.create_future()
+        try:
+            await self._drain
+        finally:
+            self._drain = None
+
+    # --- closing -------------------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request no handler can read, after the replies owed before it; close."""
+        self._stop_reading()
+        self._request = None
+        if self._task is not None and not self._task.done():
+            self._refusal = (status, message)  # written when the queue is answered
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+            return
+        self._write_refusal(status, message)
+        self._linger_close()
+
+    def _write_refusal(self, status: int, message: str) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        reply = self._server.error_reply(status, message, None)
+        framing = f"content-length: {len(reply.body)}\r\nconnection: close\r\n\r\n"
+        transport.write(_head(status, reply.headers, framing) + reply.body)
+
+    def _close(self) -> None:
+        if self._request is not None or self._dispatched or self._refusal is not None:
+            self._linger_close()  # the caller may still be sending a refused body
+        elif self._transport is not None:
+            self._transport.close()
+
+    def _linger_close(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._linger is not None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._read_paused:
+            transport.resume_reading()
+        self._linger = self._loop.call_later(LINGER_S, transport.close)
+
+    def _check_idle(self) -> None:
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        idle = self._loop.time() - self._last_active
+        timeout = self._server.idle_timeout
+        if self._busy or self._queue or idle < timeout:
+            self._idle_timer = self._loop.call_later(max(timeout - idle, 1.0), self._check_idle)
+            return
+        transport.close()
+
+    def shutdown(self) -> None:
+        """Finish what is in hand, then close; close at once if idle."""
+        self._closing = True
+        if not self._busy and not self._queue and self._transport is not None:
+            if self._request is None:
+                self._transport.close()
+        elif self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class Server:
+    """The listener: accepts connections and runs `handler` for each request."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        error_reply: ErrorReply,
+        *,
+        max_body_bytes: int,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+    ) -> None:
+        self.handler = handler
+        self.error_reply = error_reply
+        self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
+        self.connections: set[_Connection] = set()
+        self.stopping = False
+        self.all_closed = asyncio.Event()  # set when stopping and the last connection ends
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, reuse_address=True, backlog=BACKLOG
+        )
+        address = self._server.sockets[0].getsockname()
+        return str(address[0]), int(address[1])
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; give calls in flight `grace` seconds; then cut the rest."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_closed.wait(), grace)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+
+def _split_target(url: bytes) -> tuple[str, str]:
+    """Path (percent-decoded) and query of a request target, origin or absolute form."""
+    if url[:1] != b"/":
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            return "", ""
+        raw_path = (parsed.path or b"/").decode("latin-1")
+        query = (parsed.query or b"").decode("latin-1")
+    else:
+        text = url.decode("latin-1")
+        raw_path, _, query = text.partition("?")
+        raw_path = raw_path.partition("#")[0]
+    if "%" in raw_path:
+        raw_path = unquote(raw_path, errors="replace")
+    return raw_path, query
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
