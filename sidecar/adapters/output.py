@@ -11,12 +11,18 @@ the event that ends it, as one more delta of the same kind.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import re
 from typing import Any, Protocol
 
 import orjson
 
 from sidecar.adapters.sse import Event, SSEParser
 from sidecar.call import Text
+from sidecar.guards.finding import Finding
+
+Edit = tuple[Finding, Any]  # a finding and the redaction operator that replaces it
 
 
 class TextFilter(Protocol):
@@ -54,6 +60,41 @@ class _JsonSlot:
             self._holder[self._key] = orjson.loads(value)
         except orjson.JSONDecodeError:
             self._holder[self._key] = value
+
+    @staticmethod
+    def prepare_edits(text: str, edits: list[Edit]) -> tuple[str, list[Edit]]:
+        """Quote each JSON number an edit falls in, so its replacement stays valid JSON.
+
+        A card given as a number (`"card": 4111...`) would otherwise come back as
+        `"card": [CREDIT_CARD]` — not JSON — and the agent would get text where it
+        expects an object. Offsets move with the inserted quotes.
+        """
+        numbers = [
+            (m.start(), m.end()) for m in _JSON_TOKEN.finditer(text) if text[m.start()] != '"'
+        ]
+        touched = [(a, b) for a, b in numbers if any(f.start < b and f.end > a for f, _ in edits)]
+        if not touched:
+            return text, edits
+        opens = [a for a, _ in touched]
+        closes = [b for _, b in touched]
+
+        def moved(pos: int) -> int:
+            return pos + bisect.bisect_right(opens, pos) + bisect.bisect_left(closes, pos)
+
+        out: list[str] = []
+        last = 0
+        for a, b in touched:
+            out += [text[last:a], '"', text[a:b], '"']
+            last = b
+        out.append(text[last:])
+        shifted = [
+            (dataclasses.replace(f, start=moved(f.start), end=moved(f.end)), op) for f, op in edits
+        ]
+        return "".join(out), shifted
+
+
+# A JSON string or number token; numbers are what is left outside strings.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
 
 
 # --- plain replies --------------------------------------------------------------------

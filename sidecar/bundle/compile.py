@@ -50,9 +50,13 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         jwt, jwt_problems = compile_jwt(raw.document.get("identity"), raw.files)
         problems = sorted(set(problems + jwt_problems))
     guards = GuardSet()
-    if isinstance(raw.document, dict) and not any(p.path.startswith("guards") for p in problems):
-        salt, salt_problem = _salt((raw.document.get("guards") or {}).get("salt"))
-        guards, guard_problems = compile_guards(raw.document.get("guards"), salt)
+    section = raw.document.get("guards") if isinstance(raw.document, dict) else None
+    if section is None or isinstance(section, dict):
+        # Guards the schema already refused are skipped, the others compiled, so a bad
+        # pattern is reported together with an unrelated schema error, not after it.
+        refused = {p.path for p in problems if p.path.startswith("guards")}
+        salt, salt_problem = _salt((section or {}).get("salt"))
+        guards, guard_problems = compile_guards(section, salt, refused)
         if salt_problem:
             guard_problems.append(Problem("guards.salt", salt_problem))
         problems = sorted(set(problems + guard_problems))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -253,6 +253,25 @@ FACTORIES: dict[str, Factory] = {
     "tool_schema": _tool_schema,
 }
 KINDS = (*FACTORIES, "webhook")
+COMMON_OPTIONS = frozenset({"id", "kind", "action", "redact", "fail", "channels", "tools", "scope"})
+# What each kind reads besides the common options: anything else is a mistake (often an
+# option meant for another kind) that would otherwise make the guard a silent no-op.
+OPTIONS: dict[str, frozenset[str]] = {
+    "prompt_injection": frozenset({"threshold", "decode"}),
+    "secrets": frozenset({"entropy_threshold"}),
+    "pii": frozenset({"types", "phone_regions", "patterns"}),
+    "pattern": frozenset({"patterns"}),
+    "deny": frozenset({"words", "topics"}),
+    "size": frozenset({"max_chars", "max_tokens"}),
+    "egress": frozenset({"allow_hosts", "block_private", "allow_schemes"}),
+    "arg_injection": frozenset({"types"}),
+    "tool_schema": frozenset({"schemas"}),
+    "webhook": frozenset({"webhook"}),
+}
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 class _Both:
@@ -268,15 +287,21 @@ class _Both:
 
 
 def compile_guards(
-    section: Mapping[str, Any] | None, salt: bytes
+    section: Mapping[str, Any] | None, salt: bytes, refused: Collection[str] = ()
 ) -> tuple[GuardSet, list[Problem]]:
+    """`refused`: paths the schema found problems at; guards under them are not compiled."""
     problems: list[Problem] = []
     stages: dict[Stage, list[Guard]] = {s: [] for s in STAGES}
     by_id: dict[str, Guard] = {}
     seen: set[str] = set()
     for stage in STAGES:
-        for i, cfg in enumerate((section or {}).get(stage) or ()):
+        entries = (section or {}).get(stage) or ()
+        if f"guards.{stage}" in refused or not isinstance(entries, list):
+            continue
+        for i, cfg in enumerate(entries):
             path = f"guards.{stage}[{i}]"
+            if any(r == path or r.startswith((path + ".", path + "[")) for r in refused):
+                continue
             if cfg["id"] in seen:
                 problems.append(Problem(f"{path}.id", f"guard id {cfg['id']!r} is used twice"))
                 continue
@@ -300,6 +325,16 @@ def _guard(
     stage: Stage, cfg: Mapping[str, Any], path: str, problems: list[Problem]
 ) -> Guard | None:
     kind: str = cfg["kind"]
+    before = len(problems)
+    for key in sorted(set(cfg) - COMMON_OPTIONS - OPTIONS[kind]):
+        takes = ", ".join(sorted(OPTIONS[kind])) or "no options of its own"
+        problems.append(
+            Problem(f"{path}.{key}", f"{_a(kind)} guard does not read {key!r}; it takes: {takes}")
+        )
+    if kind == "deny" and not cfg.get("words") and not cfg.get("topics"):
+        problems.append(Problem(path, "a deny guard needs 'words' or 'topics' to look for"))
+    if len(problems) > before:
+        return None
     action: Action = cfg.get("action", "block")
     channels = frozenset(cfg.get("channels") or DEFAULT_INPUT_CHANNELS)
     webhook = None

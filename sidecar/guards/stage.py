@@ -253,7 +253,26 @@ def _apply_input(
     for i, changes in edits.items():
         if record.vault is None and any(op == "tokenize" for _, op in changes):
             record.vault = redact.Vault()
-        texts[i].replace(redact.apply(texts[i].text, changes, salt=gs.salt, vault=record.vault))
+        _rewrite(texts[i], changes, salt=gs.salt, vault=record.vault)
+
+
+def _rewrite(
+    text: Text,
+    changes: list[tuple[Finding, redact.Operator]],
+    *,
+    salt: bytes,
+    vault: redact.Vault | None = None,
+) -> None:
+    """Apply the redactions to one text and write the result back into its body.
+
+    A place that holds parsed JSON (tool input given as an object) may adjust the
+    text and spans first, so the result still parses (`prepare_edits`).
+    """
+    source = text.text
+    prepare = getattr(text.holder, "prepare_edits", None)
+    if prepare is not None:
+        source, changes = prepare(source, changes)
+    text.replace(redact.apply(source, changes, salt=salt, vault=vault))
 
 
 async def check_output(
@@ -277,7 +296,7 @@ async def check_output(
         if hooks:
             await _webhooks(hooks, every, subject, record, "output", edits, check_channel=False)
         for i, changes in edits.items():
-            every[i].replace(redact.apply(every[i].text, changes, salt=gs.salt))
+            _rewrite(every[i], changes, salt=gs.salt)
         changed = bool(edits)
     if record.vault is not None:
         for text in every:

@@ -2025,12 +2025,6 @@ async def test_bad_guard_configs_are_refused_with_the_field_path_and_nothing_cha
     assert raw.headers["x-sidecar-bundle-revision"] == "adv1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs: every error is reported 'all at once', but compile_bundle only compiles "
-    "guards when the schema found no problem under 'guards': an invalid RE2 pattern is "
-    "reported only after an unrelated schema error elsewhere in guards is fixed",
-)
 async def test_guard_schema_and_pattern_errors_are_reported_together(
     make_sidecar: MakeSidecar, up: Upstream
 ) -> None:
@@ -2046,12 +2040,6 @@ async def test_guard_schema_and_pattern_errors_are_reported_together(
     assert "guards.output[0].patterns[0]: not a valid RE2 pattern" in problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an option of another kind is accepted and ignored: a 'deny' guard given "
-    "'patterns' (and no words) validates and then never finds anything -- the silent "
-    "no-op the docs say unknown fields are rejected to prevent",
-)
 async def test_an_option_that_the_kind_does_not_take_is_refused(
     make_sidecar: MakeSidecar, up: Upstream
 ) -> None:
@@ -2189,12 +2177,6 @@ def anthropic_tool_reply(tool_input: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_JsonSlot re-parses the redacted JSON text of tool_use.input and, when the "
-    "redaction made it invalid JSON (a card given as a JSON number becomes [CREDIT_CARD] "
-    "unquoted), stores the text instead: the agent gets tool_use.input as a string",
-)
 async def test_a_redaction_keeps_anthropic_tool_input_an_object(
     make_sidecar: MakeSidecar, up: Upstream
 ) -> None:

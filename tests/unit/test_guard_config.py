@@ -67,3 +67,47 @@ def test_scope(scope: dict[str, Any], subject: Subject, applies: bool) -> None:
         {"input": [{"id": "d", "kind": "size", "max_chars": 9, "scope": scope}]}, b""
     )
     assert bool(applicable(guards.input, subject)) is applies
+
+
+@pytest.mark.parametrize(
+    ("guard", "expected"),
+    [
+        (
+            {"id": "d", "kind": "deny", "words": ["x"], "patterns": []},
+            "guards.input[0].patterns: a deny guard does not read 'patterns'; it takes: "
+            "topics, words",
+        ),
+        (
+            {"id": "s", "kind": "secrets", "threshold": 0.2},
+            "guards.input[0].threshold: a secrets guard does not read 'threshold'",
+        ),
+        (
+            {"id": "e", "kind": "egress", "schemas": {}},
+            "guards.input[0].schemas: an egress guard does not read 'schemas'",
+        ),
+        ({"id": "d", "kind": "deny"}, "guards.input[0]: a deny guard needs 'words' or 'topics'"),
+    ],
+)
+def test_an_option_of_another_kind_or_a_guard_with_nothing_to_find_is_refused(
+    guard: dict[str, Any], expected: str
+) -> None:
+    found = problems({"input": [guard]})
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_kind_accepts_its_own_options() -> None:
+    section = {
+        "input": [
+            {"id": "i", "kind": "prompt_injection", "threshold": 0.6, "decode": False},
+            {"id": "s", "kind": "secrets", "entropy_threshold": 4.0},
+            {"id": "p", "kind": "pii", "types": ["EMAIL"], "phone_regions": ["GB"]},
+            {"id": "d", "kind": "deny", "topics": {"golf": ["putter"]}},
+            {"id": "z", "kind": "size", "max_chars": 10, "max_tokens": 5},
+        ],
+        "tool": [
+            {"id": "e", "kind": "egress", "allow_hosts": ["*.x.io"], "block_private": True},
+            {"id": "a", "kind": "arg_injection", "types": ["SHELL_INJECTION"]},
+            {"id": "t", "kind": "tool_schema", "schemas": {"f": {"type": "object"}}},
+        ],
+    }
+    assert problems(section) == []
