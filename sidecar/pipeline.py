@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -40,6 +41,9 @@ from sidecar.guards.stage import (
 )
 from sidecar.identity.principal import PodIdentity, Principal
 from sidecar.identity.resolve import identify, identify_with_jwt
+from sidecar.limits.headers import rate_limit_headers
+from sidecar.limits.limiter import Admission, Limiter, LimitRefused, LimitStores
+from sidecar.limits.streams import streamed_text_chars, without_usage_chunks
 from sidecar.replies import Reply, StreamReply
 from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
@@ -70,17 +74,35 @@ class Exchange:
     tools_removed: tuple[str, ...] = ()
     guards: Record | None = None  # set when the bundle has guards
     subject: Subject | None = None
+    admission: Admission | None = None  # set when limits apply to the call
+    limit_headers: list[tuple[str, str]] | None = None
+    drop_usage_chunk: bool = False  # usage was asked for upstream on the sidecar's behalf
+    limit_refused: str | None = None  # the rule that refused the call
 
 
 class Pipeline:
     def __init__(
-        self, telemetry: Telemetry, pod: PodIdentity, decision_log: DecisionLog | None = None
+        self,
+        telemetry: Telemetry,
+        pod: PodIdentity,
+        decision_log: DecisionLog | None = None,
+        limit_stores: LimitStores | None = None,
     ) -> None:
         self.pod = pod
         self.decision_log = decision_log or DecisionLog("none")
         self._tracer = telemetry.tracer
         self._m = telemetry.instruments
         self._recording = telemetry.recording
+        self.limit_stores = limit_stores or LimitStores()
+        m = self._m
+        self._limiter = Limiter(
+            self.limit_stores,
+            on_decision=lambda rule, result: m.limit_decisions.add(1, (rule, result)),
+            on_store_error=lambda store: m.limit_store_errors.add(1, (store,)),
+            on_remaining=lambda rule, key, unit, left: m.budget_remaining.set(
+                left, (rule, key, unit)
+            ),
+        )
 
     # --- entry points --------------------------------------------------------------------
 
@@ -114,6 +136,7 @@ class Pipeline:
             self._govern_tools(gen, adapter, call, principal, ex)
             route, spec = self._route(gen, call, ex)
             await self._guard_input(gen, call, principal, ex, route)
+            await self._limit(gen, call, principal, ex, route)
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
             reply = self.error(adapter, err, ex)
@@ -127,7 +150,9 @@ class Pipeline:
         headers = self.sidecar_headers(ex)
         headers["content-type"] = "application/json"
         if err.retry_after is not None:
-            headers["retry-after"] = str(max(0, round(err.retry_after)))
+            headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
+            if err.kind is ErrorKind.RATE_LIMITED:
+                headers["retry-after-ms"] = str(max(0, math.ceil(err.retry_after * 1000)))
         if err.retryable is not None:
             headers["x-should-retry"] = "true" if err.retryable else "false"
         return Reply(err.status, headers, adapter.error_body(err))
@@ -144,6 +169,8 @@ class Pipeline:
             redacted = ex.guards.redactions()
             if redacted:
                 headers[REDACTED_HEADER] = ",".join(f"{g}={n}" for g, n in redacted.items())
+        if ex.limit_headers:
+            headers.extend(ex.limit_headers)
         return headers
 
     def count(self, ex: Exchange, status: int) -> None:
@@ -237,6 +264,45 @@ class Pipeline:
         adapter.without_tools(call.path, call.body, set(forbidden))
         call.raw = orjson.dumps(call.body)  # the only case where the body is re-serialized
         ex.tools_removed = tuple(forbidden)
+
+    # --- limits --------------------------------------------------------------------------
+
+    async def _limit(
+        self, gen: Generation, call: Call, principal: Principal, ex: Exchange, route: Route
+    ) -> None:
+        limits = gen.snapshot.limits
+        if limits.empty:
+            return
+        parent = trace.set_span_in_context(ex.span) if ex.span is not None else None
+        span = self._tracer.start_span(names.SPAN_LIMITS_CHECK, context=parent)
+        try:
+            adm = await self._limiter.admit(limits, call, principal, route.name, ex.decision_id)
+        except LimitRefused as err:
+            ex.limit_headers = rate_limit_headers(err.entries, call.provider)
+            ex.limit_refused = err.rule
+            if err.store_error and self._recording:
+                span.set_attribute(names.SIDECAR_LIMIT_STORE_ERROR, err.store_error)
+            _end_limit_span(span, self._recording, "rejected", err.rule, err.message)
+            raise
+        except SidecarError as err:
+            _end_limit_span(span, self._recording, "error", None, err.message)
+            raise
+        if adm is None:
+            _end_limit_span(span, self._recording, "none", None, None)
+            return
+        ex.admission = adm
+        ex.limit_headers = rate_limit_headers(adm.entries(), call.provider)
+        _end_limit_span(span, self._recording, "admitted", None, None, adm)
+        if adm.spends and call.stream and call.path in _USAGE_ON_REQUEST:
+            options = call.body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                # Settling needs the real usage; ask for it, and hide it from a caller
+                # who did not ask (see _relay).
+                opts = dict(options) if isinstance(options, dict) else {}
+                opts["include_usage"] = True
+                call.body["stream_options"] = opts
+                call.raw = orjson.dumps(call.body)
+                ex.drop_usage_chunk = True
 
     # --- guards --------------------------------------------------------------------------
 
@@ -464,7 +530,10 @@ class Pipeline:
         first = True
         error_type: str | None = None if resp.status < 400 else str(resp.status)
         gate = ex.tool_gate if resp.status < 300 else None
-        aligner = EventAligner() if gate is not None or editor is not None else None
+        spend = ex.admission if ex.admission is not None and ex.admission.spends else None
+        drop_usage = ex.drop_usage_chunk and resp.status < 300
+        aligned = gate is not None or editor is not None or drop_usage
+        aligner = EventAligner() if aligned else None
         guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
         guard_error: SidecarError | None = None
         try:
@@ -490,8 +559,12 @@ class Pipeline:
                             resp.close()
                             yield adapter.stream_error(err)
                             return
+                    if drop_usage and chunk:
+                        chunk = without_usage_chunks(chunk)
                     if not chunk:
                         continue
+                if spend is not None:
+                    spend.produced_chars += streamed_text_chars(chunk)
                 if first:
                     first = False
                     up = ex.upstream
@@ -514,6 +587,8 @@ class Pipeline:
                         guard_error = err
                         error_type = "guard_blocked"
                         rest = adapter.stream_error(err)
+                if drop_usage and rest:
+                    rest = without_usage_chunks(rest)
                 if rest:
                     yield rest
             resp.release()
@@ -570,6 +645,8 @@ class Pipeline:
     ) -> None:
         if body is not None:
             usage = body[0].usage_from_body(call.path, body[1])
+        if ex.admission is not None:
+            self._limiter.settle(ex.admission, usage, status)
         up = ex.upstream
         attrs = (
             call.operation,
@@ -639,6 +716,13 @@ class Pipeline:
         }
         if ex.guards is not None and ex.guards.hits:
             entry["guards"] = log_entries(ex.guards)
+        if ex.admission is not None:
+            adm = ex.admission
+            entry["limits"] = {"rules": list(adm.rules), "result": "admitted"}
+            if adm.store_error:
+                entry["limits"]["store_error"] = adm.store_error
+        elif ex.limit_refused is not None:
+            entry["limits"] = {"result": "rejected", "rule": ex.limit_refused}
         if self.decision_log.include_content:
             entry["content"] = [{"channel": t.channel, "text": t.text} for t in call.texts]
         return entry
@@ -653,6 +737,30 @@ def _iso_now() -> str:
     if _second[0] != whole:
         _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
     return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
+
+
+_USAGE_ON_REQUEST = ("/v1/chat/completions", "/v1/completions")
+
+
+def _end_limit_span(
+    span: Span,
+    recording: bool,
+    result: str,
+    rule: str | None,
+    message: str | None,
+    adm: Admission | None = None,
+) -> None:
+    if recording:
+        span.set_attribute(names.SIDECAR_LIMIT_RESULT, result)
+        if adm is not None:
+            span.set_attribute(names.SIDECAR_LIMIT_RULES, list(adm.rules))
+            if adm.store_error:
+                span.set_attribute(names.SIDECAR_LIMIT_STORE_ERROR, adm.store_error)
+        if rule is not None:
+            span.set_attribute(names.SIDECAR_LIMIT_RULES, [rule])
+        if result in ("rejected", "error"):
+            span.set_status(Status(StatusCode.ERROR, message))
+    span.end()
 
 
 def _describe(span: Span, usage: Usage, status: int, error_type: str | None) -> None:

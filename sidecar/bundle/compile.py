@@ -19,6 +19,7 @@ from sidecar.bundle.validate import Problem, validate
 from sidecar.call import Provider
 from sidecar.guards.config import GuardSet, compile_guards
 from sidecar.identity.resolve import compile_identity, compile_jwt
+from sidecar.limits.rules import LimitSet, compile_limits
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
 
@@ -60,10 +61,19 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         if salt_problem:
             guard_problems.append(Problem("guards.salt", salt_problem))
         problems = sorted(set(problems + guard_problems))
+    limits = LimitSet()
+    if isinstance(raw.document, dict) and not any(
+        p.path.startswith(("limits", "pricing", "redis")) for p in problems
+    ):
+        limit_problems: list[Problem] = []
+        limits = compile_limits(raw.document, _secret_value, limit_problems)
+        problems = sorted(set(problems + limit_problems))
     if problems:
         raise BundleInvalid(raw.source, problems)
     doc: dict[str, Any] = raw.document
     warnings: list[str] = []
+    if limits.redis is not None and limits.redis.problem:
+        warnings.append(f"{limits.redis.problem}; Redis limits use their on_store_error")
     upstreams = {
         name: _upstream(name, cfg, warnings) for name, cfg in (doc.get("upstreams") or {}).items()
     }
@@ -100,6 +110,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         tests=tuple(doc.get("tests") or ()),
         tool_request_mode=(doc.get("tool_policy") or {}).get("request", "remove"),
         guards=guards,
+        limits=limits,
     )
 
 
@@ -119,6 +130,22 @@ def _salt(ref: dict[str, str] | None) -> tuple[bytes, str | None]:
             f"the hash salt could not be read: {where} is unset, empty or unreadable",
         )
     return value.encode(), None
+
+
+def _secret_value(where: str, ref: dict[str, str]) -> tuple[str | None, str | None]:
+    """A setting read from the environment or a file; a missing one is a runtime problem."""
+    if "env" in ref:
+        value = os.environ.get(ref["env"], "").strip()
+        return (
+            (value, None)
+            if value
+            else (None, f"{where}: environment variable {ref['env']} is not set")
+        )
+    try:
+        value = Path(ref["file"]).read_text("utf-8").strip()
+    except OSError as exc:
+        return None, f"{where}: cannot read {ref['file']}: {exc.strerror}"
+    return (value, None) if value else (None, f"{where}: {ref['file']} is empty")
 
 
 def _glob(pattern: str | None) -> re.Pattern[str] | None:

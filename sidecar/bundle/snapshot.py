@@ -16,6 +16,7 @@ from sidecar.authz.authorize import Authorizer
 from sidecar.call import Provider
 from sidecar.guards.config import GuardSet
 from sidecar.identity.resolve import IdentityConfig
+from sidecar.limits.rules import LimitSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class Snapshot:
     tests: tuple[dict[str, Any], ...] = ()
     tool_request_mode: str = "remove"  # remove | deny: forbidden tools offered in a request
     guards: GuardSet = field(default_factory=GuardSet)
+    limits: LimitSet = field(default_factory=LimitSet)
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

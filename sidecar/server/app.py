@@ -14,6 +14,7 @@ from aiohttp import web
 from sidecar.bundle.store import BundleStore
 from sidecar.bundle.watch import default_bundle_path, watch_bundle
 from sidecar.identity.principal import PodIdentity
+from sidecar.limits.limiter import LimitStores
 from sidecar.pipeline import Pipeline
 from sidecar.server.admin import admin_app
 from sidecar.server.h1 import Server
@@ -58,8 +59,12 @@ class Sidecar:
             include_content=settings.decision_log_content,
             on_drop=lambda: dropped.add(1, ()),
         )
+        self.limit_stores = LimitStores()
         self.pipeline = Pipeline(
-            self.telemetry, PodIdentity(settings.agent, settings.tenant), self.decision_log
+            self.telemetry,
+            PodIdentity(settings.agent, settings.tenant),
+            self.decision_log,
+            self.limit_stores,
         )
         self._runners: list[web.AppRunner] = []
         self._proxy: Server | None = None
@@ -126,6 +131,7 @@ class Sidecar:
             await runner.cleanup()
         self._runners.clear()
         await self.store.close()
+        await self.limit_stores.close()
         self.decision_log.flush()  # on the loop, where lines are gathered
         await asyncio.to_thread(self.decision_log.close)
 

@@ -74,6 +74,24 @@ class Instruments:
             "Decision log lines dropped because the writer fell behind or failed.",
             (),
         )
+        self.limit_decisions = factory.counter(
+            names.METRIC_LIMIT_DECISIONS,
+            "{decision}",
+            "Limit checks by rule and result (admitted, rejected).",
+            (names.SIDECAR_LIMIT_ID, "result"),
+        )
+        self.limit_store_errors = factory.counter(
+            names.METRIC_LIMIT_STORE_ERRORS,
+            "{error}",
+            "Limit checks or settlements the shared store (Redis) did not answer in time.",
+            ("store",),
+        )
+        self.budget_remaining = factory.gauge(
+            names.METRIC_BUDGET_REMAINING,
+            "1",
+            "Tokens or dollars a budget had left after its last admitted call, by rule and key.",
+            (names.SIDECAR_LIMIT_ID, "key", "unit"),
+        )
         self.bundle_reloads = factory.counter(
             names.METRIC_BUNDLE_RELOADS,
             "{reload}",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.metrics import Meter
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 # Past this many label sets an instrument folds new ones into one overflow set,
@@ -74,6 +74,15 @@ class CounterInstrument(_Instrument):
             self._otel.add(amount, self._otel_attributes(values))
 
 
+class GaugeInstrument(_Instrument):
+    __slots__ = ()
+
+    def set(self, value: float, values: tuple[str, ...]) -> None:
+        self._child(values).set(value)
+        if self._otel is not None:
+            self._otel.set(value, self._otel_attributes(values))
+
+
 class MetricFactory:
     """Creates each instrument in the Prometheus registry and, optionally, on an OTel meter."""
 
@@ -120,3 +129,17 @@ class MetricFactory:
         if self.meter is not None:
             otel = self.meter.create_counter(name, unit=unit, description=description)
         return CounterInstrument(family, attrs, otel)
+
+    def gauge(
+        self, name: str, unit: str, description: str, attrs: Sequence[str]
+    ) -> GaugeInstrument:
+        family = Gauge(
+            prometheus_name(name),
+            description,
+            [prometheus_name(a) for a in attrs],
+            registry=self.registry,
+        )
+        otel = None
+        if self.meter is not None:
+            otel = self.meter.create_gauge(name, unit=unit, description=description)
+        return GaugeInstrument(family, attrs, otel)

@@ -61,6 +61,14 @@ SIDECAR_GUARD_OUTCOME: Final = "sidecar.guard.outcome"  # pass | redact | block 
 SPAN_GUARD_INPUT: Final = "guard.input"
 SPAN_GUARD_OUTPUT: Final = "guard.output"
 SPAN_GUARD_TOOL: Final = "guard.tool"
+SPAN_LIMITS_CHECK: Final = "limits.check"
+SIDECAR_LIMIT_RESULT: Final = "sidecar.limit.result"  # admitted | rejected | error | none
+SIDECAR_LIMIT_RULES: Final = "sidecar.limit.rules"
+SIDECAR_LIMIT_STORE_ERROR: Final = "sidecar.limit.store_error"
+SIDECAR_LIMIT_ID: Final = "sidecar.limit.id"
+METRIC_LIMIT_DECISIONS: Final = "sidecar.limit.decisions"
+METRIC_LIMIT_STORE_ERRORS: Final = "sidecar.limit.store_errors"
+METRIC_BUDGET_REMAINING: Final = "sidecar.limit.remaining"
 SPAN_AUTHORIZE: Final = "policy.authorize"
 METRIC_BUNDLE_ACTIVE: Final = "sidecar.bundle.active"
 

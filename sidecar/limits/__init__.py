@@ -1,0 +1,1 @@
+"""Rate limits, token and cost budgets, and concurrency caps: rules, stores, the stage."""

@@ -1,0 +1,428 @@
+"""The limit stage: which rules a call meets, one check per store, settlement after.
+
+Before the call: every matching rule contributes cells (requests, tokens,
+cost, concurrency), reserved from what is known — one request, the prompt's
+token estimate plus the output cap, their price. Memory cells are checked
+first (no await: exact under any concurrency), then Redis cells in one
+script; if Redis refuses, the memory reservation is rolled back, so a refused
+call costs nothing anywhere. After the call, `settle` charges the difference
+between what was reserved and what the provider reported, and releases
+concurrency leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.call import Call, Usage
+from sidecar.errors import ErrorKind, SidecarError
+from sidecar.identity.principal import Principal
+from sidecar.limits.cells import CONCURRENT, RATE, WINDOW, Cell, Checked, Outcome
+from sidecar.limits.memory import MemoryStore
+from sidecar.limits.redis_store import RedisStore, StoreUnavailable
+from sidecar.limits.rules import LimitRule, LimitSet, Price, Quota, RedisSettings
+
+log = logging.getLogger("sidecar.limits")
+
+
+@dataclass(slots=True)
+class Entry:
+    """One cell and what it stands for."""
+
+    rule: LimitRule
+    dim: str  # "requests" | "tokens" | "cost" | "concurrent"
+    cell: Cell
+    quota: Quota | None
+    key: str  # the rule's key values, for messages and metrics
+    outcome: Outcome | None = None
+
+
+@dataclass(slots=True)
+class Admission:
+    """What an admitted call holds until it is settled."""
+
+    member: str
+    memory: list[Entry] = field(default_factory=list)
+    local: list[Entry] = field(default_factory=list)  # Redis rules kept locally (Redis down)
+    redis: list[Entry] = field(default_factory=list)
+    redis_store: RedisStore | None = None
+    input_estimate: int = 0
+    price: Price | None = None
+    spends: bool = False
+    produced_chars: int = 0  # streamed text seen, for settling a stream cut short
+    store_error: str | None = None
+    rules: tuple[str, ...] = ()
+
+    def entries(self) -> list[Entry]:
+        return [*self.memory, *self.local, *self.redis]
+
+
+class LimitRefused(SidecarError):
+    """A rule refused the call; `entries` are the checked cells, for the headers."""
+
+    def __init__(self, err: SidecarError, rule: str, entries: list[Entry]) -> None:
+        super().__init__(
+            err.kind,
+            err.message,
+            code=err.code,
+            retry_after=err.retry_after,
+            retryable=err.retryable,
+        )
+        self.rule = rule
+        self.entries = entries
+        self.store_error: str | None = None  # set when counted locally because Redis was away
+
+
+class LimitStores:
+    """Process-wide state: survives bundle reloads, so a reload resets no one's budget."""
+
+    def __init__(self) -> None:
+        self.memory = MemoryStore()
+        self.local = MemoryStore()  # stand-in for Redis rules while Redis is down
+        self._redis: dict[tuple[str, float], RedisStore] = {}
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def redis_for(self, settings: RedisSettings) -> RedisStore | None:
+        if settings.url is None:
+            return None
+        key = (settings.url, settings.timeout)
+        store = self._redis.get(key)
+        if store is None:
+            store = self._redis[key] = RedisStore(settings.url, settings.timeout)
+        return store
+
+    def redis_stores(self) -> list[RedisStore]:
+        return list(self._redis.values())
+
+    def state(self) -> dict[str, float]:
+        """Every memory counter by key (rate cells: a time; budgets: the amount used)."""
+        return {**self.memory.state(), **self.local.state()}
+
+    def spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def close(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        for store in self._redis.values():
+            await store.close()
+        self._redis.clear()
+
+
+OnDecision = Callable[[str, str], None]  # (rule id, "admitted" | "rejected")
+OnStoreError = Callable[[str], None]  # (store)
+OnRemaining = Callable[[str, str, str, float], None]  # (rule, key, unit, remaining)
+
+
+class Limiter:
+    def __init__(
+        self,
+        stores: LimitStores,
+        on_decision: OnDecision,
+        on_store_error: OnStoreError,
+        on_remaining: OnRemaining,
+    ) -> None:
+        self.stores = stores
+        self._on_decision = on_decision
+        self._on_store_error = on_store_error
+        self._on_remaining = on_remaining
+
+    async def admit(
+        self, limits: LimitSet, call: Call, principal: Principal, route: str, member: str
+    ) -> Admission | None:
+        values = {
+            "tenant": principal.tenant,
+            "user": principal.user or "",
+            "agent": principal.agent,
+            "model": call.model or "",
+            "route": route,
+            "tool": "",
+        }
+        roles = principal.roles
+        rules = [r for r in limits.rules if r.matches(values, roles)]
+        if not rules:
+            return None
+        adm = Admission(member, rules=tuple([r.id for r in rules]))
+        priced = False
+        for r in rules:
+            if r.spends:
+                adm.spends = True
+                priced = priced or r.cost is not None
+        if adm.spends:
+            adm.input_estimate = call.token_estimate
+        if priced:
+            adm.price = limits.price(call.model)
+            if adm.price is None:
+                rule = next(r for r in rules if r.cost is not None)
+                raise SidecarError(
+                    ErrorKind.FORBIDDEN,
+                    f"limit '{rule.id}' is a cost budget, but the bundle's pricing has no "
+                    f"price for model '{call.model}'; add it to pricing",
+                    code="price_unknown",
+                    retryable=False,
+                )
+        wall = time.time()
+        prefix = limits.redis.prefix if limits.redis else ""
+        redis_rules: list[Entry] = []
+        for rule in rules:
+            entries = _entries(rule, values, call, adm, wall, prefix)
+            if rule.store == "redis":
+                redis_rules += entries
+            else:
+                adm.memory += entries
+        if adm.memory:
+            checked = self.stores.memory.check([e.cell for e in adm.memory])
+            self._take(adm.memory, checked)
+            if not checked.admitted:
+                raise self._refused(adm.memory, checked)
+        if redis_rules:
+            try:
+                await self._admit_redis(limits, redis_rules, adm)
+            except BaseException:
+                self._rollback(adm.memory, self.stores.memory)
+                raise
+        for rule_id in adm.rules:
+            self._on_decision(rule_id, "admitted")
+        if adm.spends:
+            for entry in adm.entries():
+                if entry.dim in _BUDGETS and entry.outcome is not None:
+                    self._on_remaining(entry.rule.id, entry.key, entry.dim, entry.outcome.remaining)
+        return adm
+
+    async def _admit_redis(self, limits: LimitSet, entries: list[Entry], adm: Admission) -> None:
+        store = self.stores.redis_for(limits.redis) if limits.redis else None
+        problem = (
+            limits.redis.problem
+            if limits.redis and limits.redis.problem
+            else "no Redis is configured"
+        )
+        checked: Checked | None = None
+        if store is not None:
+            try:
+                checked = await store.check([e.cell for e in entries], adm.member)
+            except StoreUnavailable as exc:
+                problem = str(exc)
+        if checked is not None:
+            adm.redis, adm.redis_store = entries, store
+            self._take(entries, checked)
+            if not checked.admitted:
+                raise self._refused(entries, checked)
+            return
+        # Redis is unreachable: each rule as its bundle says.
+        self._on_store_error("redis")
+        adm.store_error = problem
+        closed = [e for e in entries if e.rule.on_store_error == "closed"]
+        if closed:
+            raise SidecarError(
+                ErrorKind.UNAVAILABLE,
+                f"limit '{closed[0].rule.id}' cannot be checked: {problem}; "
+                "the bundle says to refuse calls then (on_store_error: closed)",
+                code="limit_store_unavailable",
+                retry_after=1,
+            )
+        local = [e for e in entries if e.rule.on_store_error == "local"]
+        if local:
+            checked = self.stores.local.check([e.cell for e in local])
+            self._take(local, checked)
+            if not checked.admitted:
+                refused = self._refused(local, checked)
+                refused.store_error = problem
+                raise refused
+            adm.local = local
+
+    def _take(self, entries: list[Entry], checked: Checked) -> None:
+        for entry, outcome in zip(entries, checked.outcomes, strict=True):
+            entry.outcome = outcome
+
+    def _rollback(self, entries: list[Entry], store: MemoryStore) -> None:
+        if entries:
+            store.settle([e.cell for e in entries], [-e.cell.cost for e in entries])
+
+    def _refused(self, entries: list[Entry], checked: Checked) -> LimitRefused:
+        refusing = [
+            e for e in entries if e.outcome is not None and e.outcome.retry_after > 0
+        ] or entries
+        for rule_id in dict.fromkeys(e.rule.id for e in refusing):
+            self._on_decision(rule_id, "rejected")
+        worst = max(refusing, key=lambda e: e.outcome.retry_after if e.outcome else 0.0)
+        wait = worst.outcome.retry_after if worst.outcome else 1.0
+        rule, quota = worst.rule, worst.quota
+        who = f" for {worst.key}" if worst.key else ""
+        if worst.dim == "concurrent":
+            what = f"at most {rule.concurrent} calls at once"
+        elif quota is not None:
+            what = quota.describe(_UNITS[worst.dim])
+        else:
+            what = "no more calls now"
+        if math.isinf(wait):
+            need = f"{worst.cell.cost:g} {_UNITS[worst.dim]}"
+            err = SidecarError(
+                ErrorKind.RATE_LIMITED,
+                f"limit '{rule.id}' allows {what}{who}; this call alone needs {need}, "
+                "so it can never pass (lower max_tokens or the prompt)",
+                code="rate_limit_exceeded",
+                retryable=False,
+            )
+            return LimitRefused(err, rule.id, entries)
+        err = SidecarError(
+            ErrorKind.RATE_LIMITED,
+            f"limit '{rule.id}' allows {what}{who}; retry in {wait:.2f}s",
+            code="rate_limit_exceeded",
+            retry_after=wait,
+            retryable=True,
+        )
+        return LimitRefused(err, rule.id, entries)
+
+    # --- after the call ------------------------------------------------------------------
+
+    def settle(self, adm: Admission, usage: Usage, status: int) -> None:
+        spent_in, spent_out = _spent(adm, usage, status)
+        for entries, store in ((adm.memory, self.stores.memory), (adm.local, self.stores.local)):
+            if entries:
+                store.settle(
+                    [e.cell for e in entries],
+                    [_delta(e, adm, spent_in, spent_out) for e in entries],
+                )
+        if adm.redis and adm.redis_store is not None:
+            deltas = [_delta(e, adm, spent_in, spent_out) for e in adm.redis]
+            self.stores.spawn(self._settle_redis(adm.redis_store, adm.redis, deltas, adm.member))
+
+    async def _settle_redis(
+        self, store: RedisStore, entries: list[Entry], deltas: list[float], member: str
+    ) -> None:
+        try:
+            await store.settle([e.cell for e in entries], deltas, member)
+        except StoreUnavailable as exc:
+            # The reservation stands (a refund is lost, a lease expires on its own).
+            self._on_store_error("redis")
+            log.warning("limit settlement lost", extra={"error": str(exc)})
+
+
+_BUDGETS = ("tokens", "cost")
+_UNITS = {"requests": "requests", "tokens": "tokens", "cost": "dollars", "concurrent": "calls"}
+
+
+# (rule id, store prefix, key values) -> (key text, counter key base); bounded.
+_BASES: dict[tuple[str, str, tuple[str, ...]], tuple[str, str]] = {}
+_MAX_BASES = 50_000
+
+
+def _base(rule: LimitRule, values: dict[str, str], prefix: str) -> tuple[str, str]:
+    dims = tuple(values[d] for d in rule.key)
+    cached = _BASES.get((rule.id, prefix, dims))
+    if cached is not None:
+        return cached
+    keyval = ",".join(f"{d}={_clean(v)}" for d, v in zip(rule.key, dims, strict=True))
+    # On Redis, the hash tag keeps a rule key's cells in one Redis Cluster slot.
+    redis = rule.store == "redis"
+    base = f"{prefix}{{{rule.id}|{keyval}}}" if redis else f"{rule.id}|{keyval}"
+    if len(_BASES) >= _MAX_BASES:
+        _BASES.clear()
+    _BASES[(rule.id, prefix, dims)] = (keyval, base)
+    return keyval, base
+
+
+def _entries(
+    rule: LimitRule,
+    values: dict[str, str],
+    call: Call,
+    adm: Admission,
+    wall: float,
+    prefix: str,
+) -> list[Entry]:
+    keyval, base = _base(rule, values, prefix)
+    out: list[Entry] = []
+    if rule.requests is not None:
+        q = rule.requests
+        out.append(
+            Entry(rule, "requests", Cell(f"{base}|req|g", RATE, q.limit, q.period, 1.0), q, keyval)
+        )
+    output_reserve = call.max_output_tokens or rule.reserve_output_tokens
+    if rule.tokens is not None:
+        count = rule.token_count
+        n = (adm.input_estimate if count != "output" else 0) + (
+            output_reserve if count != "input" else 0
+        )
+        out.append(_budget(rule, "tokens", rule.tokens, float(n), base, keyval, wall))
+    if rule.cost is not None and adm.price is not None:
+        n_cost = adm.input_estimate * adm.price.input + output_reserve * adm.price.output
+        out.append(_budget(rule, "cost", rule.cost, n_cost, base, keyval, wall))
+    if rule.concurrent is not None:
+        cell = Cell(f"{base}|con|c", CONCURRENT, float(rule.concurrent), 0.0, 1.0)
+        out.append(Entry(rule, "concurrent", cell, None, keyval))
+    return out
+
+
+def _budget(
+    rule: LimitRule, dim: str, q: Quota, cost: float, base: str, keyval: str, wall: float
+) -> Entry:
+    tag = "tok" if dim == "tokens" else "usd"
+    if q.calendar is None:
+        return Entry(rule, dim, Cell(f"{base}|{tag}|g", RATE, q.limit, q.period, cost), q, keyval)
+    end = _current_end(q.calendar, wall)
+    return Entry(
+        rule, dim, Cell(f"{base}|{tag}|{end}|w", WINDOW, q.limit, float(end), cost), q, keyval
+    )
+
+
+_ENDS: dict[str, int] = {}  # calendar unit -> the current window's end
+
+
+def _current_end(calendar_unit: str, wall: float) -> int:
+    end = _ENDS.get(calendar_unit)
+    if end is None or wall >= end or wall < end - 32 * 86400:
+        end = _ENDS[calendar_unit] = _window_end(calendar_unit, wall)
+    return end
+
+
+def _window_end(calendar_unit: str, wall: float) -> int:
+    if calendar_unit == "day":
+        return (int(wall) // 86400 + 1) * 86400
+    t = time.gmtime(wall)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return calendar.timegm((year, month, 1, 0, 0, 0, 0, 0, 0))
+
+
+def _spent(adm: Admission, usage: Usage, status: int) -> tuple[int, int]:
+    """Input and output tokens the call really used, as well as can be known."""
+    produced = (adm.produced_chars + 3) // 4
+    if usage.input_tokens is not None or usage.output_tokens is not None:
+        out = usage.output_tokens if usage.output_tokens is not None else produced
+        inp = usage.input_tokens if usage.input_tokens is not None else adm.input_estimate
+        return inp, out
+    if status >= 400 and not adm.produced_chars:
+        return 0, 0  # refused or failed before producing anything: providers do not bill
+    # A stream cut short before its usage event: what was produced, and the prompt.
+    return adm.input_estimate, produced
+
+
+def _delta(entry: Entry, adm: Admission, spent_in: int, spent_out: int) -> float:
+    dim, rule = entry.dim, entry.rule
+    if dim == "tokens":
+        count = rule.token_count
+        actual = (spent_in if count != "output" else 0) + (spent_out if count != "input" else 0)
+        return actual - entry.cell.cost
+    if dim == "cost" and adm.price is not None:
+        return spent_in * adm.price.input + spent_out * adm.price.output - entry.cell.cost
+    return 0.0  # requests stay counted; concurrency leases are released by kind
+
+
+def _clean(value: str) -> str:
+    # Braces would move a Redis hash tag; separators would let two keys collide.
+    return (
+        value.replace("%", "%25")
+        .replace("{", "%7B")
+        .replace("}", "%7D")
+        .replace(",", "%2C")
+        .replace("|", "%7C")
+        .replace("=", "%3D")
+    )

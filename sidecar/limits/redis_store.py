@@ -1,0 +1,228 @@
+"""Limit state shared by replicas: one Lua script per check, run atomically by Redis.
+
+The script does for all of a call's cells what `MemoryStore.check` does,
+with Redis's own clock (`TIME`), so replicas with skewed clocks still agree.
+Every key expires once its state equals a fresh key's. Keys carry a hash tag
+(the rule and key values), so each rule's cells live in one Redis Cluster slot.
+
+Failure is bounded: every command runs under the bundle's timeout; after a
+failure the store is not asked again for `RETRY_AFTER_S` (calls meanwhile get
+the rule's `on_store_error` at once instead of each waiting out a timeout),
+then the next call probes it, so limits come back by themselves with Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sidecar.limits.cells import Cell, Checked, Outcome
+
+log = logging.getLogger("sidecar.limits")
+
+RETRY_AFTER_S = 1.0
+MAX_CONNECTIONS = 32
+LEASE_S = 900.0  # a concurrency lease outlives any sane call; a crashed replica's expire
+
+# KEYS: one per cell. ARGV: member, lease seconds, then per cell: kind, limit, period, cost.
+CHECK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local member, lease = ARGV[1], tonumber(ARGV[2])
+local out, news, ok = {}, {}, 1
+for i = 1, #KEYS do
+  local b = 2 + (i - 1) * 4
+  local kind, limit = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local period, cost = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local remaining, reset, retry = 0, 0, 0
+  if kind == 'g' then
+    local interval = period / limit
+    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local base = math.max(tat, now)
+    local new = base + cost * interval
+    if new - now > period + 1e-9 then
+      ok = 0
+      if cost > limit then retry = -1 else retry = new - now - period end
+      remaining = math.max(0, math.floor((period - (base - now)) / interval + 1e-9))
+      reset = base - now
+    else
+      news[i] = new
+      remaining = math.max(0, math.floor((period - (new - now)) / interval + 1e-9))
+      reset = new - now
+    end
+  elseif kind == 'w' then
+    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local new = used + cost
+    reset = math.max(0, period - now)
+    if new > limit + 1e-9 then
+      ok = 0
+      if cost > limit then retry = -1 else retry = reset end
+      remaining = math.max(0, limit - used)
+    else
+      news[i] = new
+      remaining = math.max(0, limit - new)
+    end
+  else
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    local count = redis.call('ZCARD', KEYS[i])
+    if count + 1 > limit then
+      ok = 0; retry = 1; reset = 1
+    else
+      news[i] = 1
+      remaining = limit - count - 1
+    end
+  end
+  out[#out + 1] = string.format('%.6f', remaining)
+  out[#out + 1] = string.format('%.6f', reset)
+  out[#out + 1] = string.format('%.6f', retry)
+end
+if ok == 1 then
+  for i = 1, #KEYS do
+    local b = 2 + (i - 1) * 4
+    local kind, period = ARGV[b + 1], tonumber(ARGV[b + 3])
+    if kind == 'g' then
+      local ttl = math.ceil((news[i] - now) * 1000) + 1000
+      redis.call('SET', KEYS[i], string.format('%.6f', news[i]), 'PX', ttl)
+    elseif kind == 'w' then
+      local ttl = math.ceil(math.max(period - now, 0)) + 60
+      redis.call('SET', KEYS[i], string.format('%.6f', news[i]), 'EX', ttl)
+    else
+      redis.call('ZADD', KEYS[i], now + lease, member)
+      redis.call('PEXPIRE', KEYS[i], math.ceil(lease * 1000))
+    end
+  end
+end
+table.insert(out, 1, tostring(ok))
+return out
+"""
+
+# KEYS: one per cell. ARGV: member, then per cell: kind, limit, period, delta.
+SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local member = ARGV[1]
+for i = 1, #KEYS do
+  local b = 1 + (i - 1) * 4
+  local kind, limit = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local period, delta = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  if kind == 'c' then
+    redis.call('ZREM', KEYS[i], member)
+  elseif delta ~= 0 and kind == 'g' then
+    local interval = period / limit
+    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local new
+    if delta >= 0 then new = math.max(tat, now) + delta * interval
+    else new = math.max(tat + delta * interval, now) end
+    local ttl = math.ceil((new - now) * 1000) + 1000
+    redis.call('SET', KEYS[i], string.format('%.6f', new), 'PX', ttl)
+  elseif delta ~= 0 and kind == 'w' and period > now then
+    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local ttl = math.ceil(period - now) + 60
+    redis.call('SET', KEYS[i], string.format('%.6f', math.max(0, used + delta)), 'EX', ttl)
+  end
+end
+return 1
+"""
+
+
+class StoreUnavailable(Exception):
+    """Redis did not answer within the timeout, or refused; the message says which."""
+
+
+class RedisStore:
+    def __init__(self, url: str, timeout: float) -> None:
+        # Imported only by bundles that use Redis.
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.url = url
+        self.timeout = timeout
+        # A blocking pool: a burst of calls waits (within the timeout) for a connection
+        # instead of failing with "too many connections" and falling to on_store_error.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a retry would outlast the timeout; the caller decides
+            health_check_interval=0,
+        )
+        self._client: Any = aioredis.Redis(connection_pool=pool)
+        self._check = self._client.register_script(CHECK)
+        self._settle = self._client.register_script(SETTLE)
+        self._down_until = 0.0
+        self.up = True
+        self.errors = 0
+
+    @property
+    def skipping(self) -> bool:
+        """Recently failed: callers apply their failure mode without asking."""
+        return not self.up and time.monotonic() < self._down_until
+
+    async def check(self, cells: Sequence[Cell], member: str) -> Checked:
+        args: list[Any] = [member, LEASE_S]
+        for c in cells:
+            args += [c.kind, c.limit, c.period, c.cost]
+        reply = await self._run(self._check, [c.key for c in cells], args)
+        values = [float(v) for v in reply[1:]]
+        outcomes = [
+            Outcome(
+                values[i],
+                values[i + 1],
+                math.inf if values[i + 2] < 0 else values[i + 2],
+            )
+            for i in range(0, len(values), 3)
+        ]
+        return Checked(int(reply[0]) == 1, outcomes)
+
+    async def settle(self, cells: Sequence[Cell], deltas: Sequence[float], member: str) -> None:
+        args: list[Any] = [member]
+        for c, delta in zip(cells, deltas, strict=True):
+            args += [c.kind, c.limit, c.period, delta]
+        await self._run(self._settle, [c.key for c in cells], args)
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self.skipping:
+            raise StoreUnavailable(f"redis at {_safe(self.url)} failed recently; not asked")
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await script(keys=keys, args=args)
+        except Exception as exc:  # timeouts, refused connections, script errors alike
+            self.errors += 1
+            if self.up:
+                log.warning(
+                    "limit store unreachable",
+                    extra={"store": _safe(self.url), "error": _describe(exc)},
+                )
+            self.up = False
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+            raise StoreUnavailable(f"redis at {_safe(self.url)}: {_describe(exc)}") from exc
+        if not self.up:
+            log.info("limit store back", extra={"store": _safe(self.url)})
+            self.up = True
+        return reply
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
