@@ -86,16 +86,18 @@ class LimitStores:
     def __init__(self) -> None:
         self.memory = MemoryStore()
         self.local = MemoryStore()  # stand-in for Redis rules while Redis is down
-        self._redis: dict[tuple[str, float], RedisStore] = {}
+        self._redis: dict[tuple[str, float, bool], RedisStore] = {}
         self._settling: set[asyncio.Task[None]] = set()
 
     def redis_for(self, settings: RedisSettings) -> RedisStore | None:
         if settings.url is None:
             return None
-        key = (settings.url, settings.timeout)
+        key = (settings.url, settings.timeout, settings.cluster)
         store = self._redis.get(key)
         if store is None:
-            store = self._redis[key] = RedisStore(settings.url, settings.timeout)
+            store = self._redis[key] = RedisStore(
+                settings.url, settings.timeout, cluster=settings.cluster
+            )
         return store
 
     def redis_stores(self) -> list[RedisStore]:
@@ -344,7 +346,13 @@ def _entries(
     if rule.requests is not None:
         q = rule.requests
         out.append(
-            Entry(rule, "requests", Cell(f"{base}|req|g", RATE, q.limit, q.period, 1.0), q, keyval)
+            Entry(
+                rule,
+                "requests",
+                Cell(f"{base}|req{_shape(q)}|g", RATE, q.limit, q.period, 1.0),
+                q,
+                keyval,
+            )
         )
     output_reserve = call.max_output_tokens or rule.reserve_output_tokens
     if rule.tokens is not None:
@@ -367,7 +375,8 @@ def _budget(
 ) -> Entry:
     tag = "tok" if dim == "tokens" else "usd"
     if q.calendar is None:
-        return Entry(rule, dim, Cell(f"{base}|{tag}|g", RATE, q.limit, q.period, cost), q, keyval)
+        cell = Cell(f"{base}|{tag}{_shape(q)}|g", RATE, q.limit, q.period, cost)
+        return Entry(rule, dim, cell, q, keyval)
     end = _current_end(q.calendar, wall)
     return Entry(
         rule, dim, Cell(f"{base}|{tag}|{end}|w", WINDOW, q.limit, float(end), cost), q, keyval
@@ -375,6 +384,12 @@ def _budget(
 
 
 _ENDS: dict[str, int] = {}  # calendar unit -> the current window's end
+
+
+def _shape(q: Quota) -> str:
+    """A rate cell's state is a time whose meaning depends on limit and period: a rule
+    whose numbers change starts a new counter rather than misreading the old one."""
+    return f":{q.limit:g}/{q.period:g}"
 
 
 def _current_end(calendar_unit: str, wall: float) -> int:

@@ -135,7 +135,7 @@ class StoreUnavailable(Exception):
 
 
 class RedisStore:
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, *, cluster: bool = False) -> None:
         # Imported only by bundles that use Redis.
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
@@ -143,18 +143,31 @@ class RedisStore:
 
         self.url = url
         self.timeout = timeout
-        # A blocking pool: a burst of calls waits (within the timeout) for a connection
-        # instead of failing with "too many connections" and falling to on_store_error.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # a retry would outlast the timeout; the caller decides
-            health_check_interval=0,
-        )
-        self._client: Any = aioredis.Redis(connection_pool=pool)
+        self.cluster = cluster
+        self._client: Any
+        if cluster:
+            from redis.asyncio.cluster import RedisCluster
+
+            self._client = RedisCluster.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=MAX_CONNECTIONS,
+            )
+        else:
+            # A blocking pool: a burst of calls waits (within the timeout) for a connection
+            # instead of failing with "too many connections" and so with on_store_error.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # a retry would outlast the timeout
+                health_check_interval=0,
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
         self._check = self._client.register_script(CHECK)
         self._settle = self._client.register_script(SETTLE)
         self._down_until = 0.0
@@ -167,6 +180,28 @@ class RedisStore:
         return not self.up and time.monotonic() < self._down_until
 
     async def check(self, cells: Sequence[Cell], member: str) -> Checked:
+        groups = _slots(cells) if self.cluster else [list(range(len(cells)))]
+        if len(groups) == 1:
+            return await self._check_group(cells, member)
+        # A Redis Cluster runs a script on one slot: one script per rule key, in turn;
+        # a refusal rolls back the groups already charged, so nothing is spent.
+        outcomes: list[Outcome] = [Outcome(0.0, 0.0, 0.0)] * len(cells)
+        charged: list[list[int]] = []
+        async with asyncio.timeout(self.timeout * 2):
+            for group in groups:
+                part = [cells[i] for i in group]
+                checked = await self._check_group(part, member)
+                for i, outcome in zip(group, checked.outcomes, strict=True):
+                    outcomes[i] = outcome
+                if not checked.admitted:
+                    for done in charged:
+                        back = [cells[i] for i in done]
+                        await self.settle(back, [-c.cost for c in back], member)
+                    return Checked(False, outcomes)
+                charged.append(group)
+        return Checked(True, outcomes)
+
+    async def _check_group(self, cells: Sequence[Cell], member: str) -> Checked:
         args: list[Any] = [member, LEASE_S]
         for c in cells:
             args += [c.kind, c.limit, c.period, c.cost]
@@ -183,10 +218,13 @@ class RedisStore:
         return Checked(int(reply[0]) == 1, outcomes)
 
     async def settle(self, cells: Sequence[Cell], deltas: Sequence[float], member: str) -> None:
-        args: list[Any] = [member]
-        for c, delta in zip(cells, deltas, strict=True):
-            args += [c.kind, c.limit, c.period, delta]
-        await self._run(self._settle, [c.key for c in cells], args)
+        groups = _slots(cells) if self.cluster else [list(range(len(cells)))]
+        for group in groups:
+            args: list[Any] = [member]
+            for i in group:
+                c = cells[i]
+                args += [c.kind, c.limit, c.period, deltas[i]]
+            await self._run(self._settle, [cells[i].key for i in group], args)
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         if self.skipping:
@@ -212,6 +250,18 @@ class RedisStore:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+
+def _slots(cells: Sequence[Cell]) -> list[list[int]]:
+    """Cell indexes grouped by hash tag (`{...}` in the key): one group per cluster slot."""
+    groups: dict[str, list[int]] = {}
+    for i, cell in enumerate(cells):
+        key = cell.key
+        start = key.find("{")
+        end = key.find("}", start + 1)
+        tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+        groups.setdefault(tag, []).append(i)
+    return list(groups.values())
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,6 +87,7 @@ class RedisSettings:
     timeout: float
     prefix: str
     problem: str | None = None
+    cluster: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,7 @@ def compile_limits(
             timeout=float(section.get("timeout_ms", 50)) / 1000.0,
             prefix=str(section.get("prefix", "sidecar:")),
             problem=problem,
+            cluster=bool(section.get("cluster", False)),
         )
     if any(r.store == "redis" for r in rules) and redis is None:
         where = next(i for i, r in enumerate(rules) if r.store == "redis")

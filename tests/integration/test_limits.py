@@ -301,3 +301,21 @@ def _fake_usage_split(fake: FakeUpstream, body: dict[str, Any]) -> float:
 
     text = fake.reply_for(_last_user_text(body["messages"]))
     return _count_tokens(body["messages"]) * 2.5e-6 + _words(text) * 10e-6
+
+
+async def test_anthropic_streams_settle_from_their_usage_events(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    rule = {"id": "tok", "tokens": {"limit": 100_000, "per": "day"}}
+    sc = await make_sidecar(limited(fake, rule))
+    async with (
+        anthropic.AsyncAnthropic(base_url=sc.base, api_key="agent-key", max_retries=0) as ac,
+        ac.messages.stream(
+            model="claude-x", max_tokens=500, messages=[{"role": "user", "content": "tell me"}]
+        ) as stream,
+    ):
+        final = await stream.get_final_message()
+    await asyncio.sleep(0.05)
+    (used,) = [v for k, v in sc.sidecar.limit_stores.state().items() if "|tok|" in k]
+    assert used == final.usage.input_tokens + final.usage.output_tokens
+    assert "stream_options" not in fake.last_request.json()  # only OpenAI needs asking

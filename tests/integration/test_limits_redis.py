@@ -15,7 +15,7 @@ from fakes.redis_server import RedisServer
 from fakes.upstream import FakeUpstream
 from integration.conftest import MakeSidecar, Running, openai_bundle
 
-TIMEOUT_MS = 100
+TIMEOUT_MS = 300
 
 
 @pytest.fixture
@@ -72,7 +72,12 @@ async def test_two_sidecars_on_one_redis_admit_exactly_the_limit(
     redis: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    doc = redis_bundle(fake, redis, monkeypatch, requests={"limit": 30, "per": "1h"})
+    doc = redis_bundle(
+        fake, redis, monkeypatch, requests={"limit": 30, "per": "1h"}, on_store_error="closed"
+    )
+    # Both sidecars, their callers and the upstream share one event loop here: give
+    # Redis time to answer under that load (a store error would be a 503, not a pass).
+    doc["redis"]["timeout_ms"] = 2000
     a, b = await make_sidecar(doc), await make_sidecar(doc)
     (got_a, err_a, _), (got_b, err_b, _) = await asyncio.gather(outcomes(a, 40), outcomes(b, 40))
     assert got_a + got_b == 30
@@ -187,3 +192,41 @@ async def test_token_budget_on_redis_settles_to_the_reported_usage(
     )
     assert used == reported
     assert 0 < ttl <= 86400 + 60
+
+
+async def test_a_redis_cluster_holds_limits_whose_keys_live_in_different_slots(
+    fake: FakeUpstream,
+    make_sidecar: MakeSidecar,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fakes.redis_server import RedisClusterNodes
+
+    cluster = RedisClusterNodes(tmp_path)
+    await cluster.start()
+    try:
+        monkeypatch.setenv("TEST_REDIS_URL", cluster.url)
+        doc = openai_bundle(fake)
+        doc["redis"] = {"url": {"env": "TEST_REDIS_URL"}, "timeout_ms": 500, "cluster": True}
+        closed = {"store": "redis", "on_store_error": "closed"}  # a store error fails
+        doc["limits"] = [
+            # Two rules whose keys hash to different slots: one call runs two scripts.
+            {"id": "wide", **closed, "requests": {"limit": 14, "per": "1h"}},
+            {"id": "narrow", **closed, "key": ["tenant"], "requests": {"limit": 5, "per": "1h"}},
+        ]
+        a, b = await make_sidecar(doc), await make_sidecar(doc)
+        assert (await outcomes(a, 1))[0] == 1  # the cluster client learns the slots
+        assert (await outcomes(b, 1))[0] == 1
+        (got_a, err_a, _), (got_b, err_b, _) = await asyncio.gather(outcomes(a, 6), outcomes(b, 6))
+        assert got_a + got_b == 3
+        assert all(isinstance(e, openai.RateLimitError) for e in err_a + err_b)
+        assert all("limit 'narrow'" in str(e) for e in err_a + err_b)
+        doc["limits"][1]["requests"]["limit"] = 100  # now only 'wide' can refuse
+        doc["revision"] = "r2"
+        a.write_bundle(doc)
+        assert await a.sidecar.reload("test") == "success"
+        got, errors, _ = await outcomes(a, 12)
+        assert got == 14 - 5  # 'wide' counted the 5 admitted calls; refusals were rolled back
+        assert all("limit 'wide'" in str(e) for e in errors)
+    finally:
+        await cluster.stop()
