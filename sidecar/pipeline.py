@@ -78,6 +78,7 @@ class Exchange:
     limit_headers: list[tuple[str, str]] | None = None
     drop_usage_chunk: bool = False  # usage was asked for upstream on the sidecar's behalf
     limit_refused: str | None = None  # the rule that refused the call
+    relay_started: bool = False  # the stream relay ran (and so closes its own books)
 
 
 class Pipeline:
@@ -484,9 +485,17 @@ class Pipeline:
         if ctype.startswith("text/event-stream") or (call.stream and resp.status < 300):
             down.extend(self.sidecar_headers(ex))
             editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
-            return StreamReply(
-                resp.status, down, self._relay(adapter, call, ex, resp, attempt, editor)
-            )
+            relay = self._relay(adapter, call, ex, resp, attempt, editor)
+
+            def done() -> None:
+                # The relay's own `finally` closes the books, but a generator that never
+                # started has none to run: the caller left before the first chunk.
+                if not ex.relay_started:
+                    resp.close()
+                    _end_error(attempt, None, "cancelled by the caller")
+                    self._finish(ex, call, Usage(), resp.status, error_type="cancelled")
+
+            return StreamReply(resp.status, down, relay, done)
         try:
             body = await resp.read()
         except BaseException as exc:
@@ -526,6 +535,7 @@ class Pipeline:
         first, so a forbidden call or a finding is acted on before any of its
         bytes go out; a block ends the stream with a provider-shaped error event.
         """
+        ex.relay_started = True
         observer = adapter.stream_observer(call.path)
         first = True
         error_type: str | None = None if resp.status < 400 else str(resp.status)

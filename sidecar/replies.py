@@ -25,6 +25,8 @@ class StreamReply:
     The server iterates `chunks` to the end or `aclose()`s it, then calls
     `done` — also when the caller went away before the first chunk — so
     whatever the stream holds (a bundle generation) is let go exactly once.
+    A generator that never started runs no `finally` when closed, so cleanup
+    that must happen either way belongs in `done`.
     """
 
     status: int

@@ -17,7 +17,10 @@ Guarantees the handlers rely on:
 - requests on one connection are answered in order (pipelining);
 - a caller slower than the stream pauses the stream, not memory;
 - a caller that disconnects cancels its call at once, upstream request and all;
-- an idle keep-alive connection is closed after `idle_timeout`;
+- an idle keep-alive connection is closed after `idle_timeout`, and a head
+  that takes longer than `HEAD_TIMEOUT_S` to arrive closes its connection;
+- `100 Continue` goes only to HTTP/1.1 callers, after the replies owed before it;
+- HEAD replies and 204/304 replies carry no body, whatever the handler returns;
 - `stop()` stops accepting, lets calls in flight finish for a grace period
   and closes idle connections at once.
 """
@@ -45,6 +48,7 @@ log = logging.getLogger("sidecar.http")
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 HIGH_WATER = 256 * 1024  # unsent bytes at which a stream waits for its caller
 IDLE_TIMEOUT_S = 75.0
+HEAD_TIMEOUT_S = 30.0  # from the first byte of a request to the end of its headers
 LINGER_S = 2.0  # reading (and dropping) a refused body so the caller sees the answer
 MAX_QUEUED = 8  # pipelined requests parsed ahead before reading pauses
 BACKLOG = 512
@@ -125,6 +129,15 @@ class _Clock:
 _CLOCK = _Clock()
 
 
+class _Refusal(Exception):
+    """Raised in a parser callback: answer with this status and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class HeaderError(ValueError):
     """A reply header that would break the response's framing (CR or LF inside)."""
 
@@ -141,10 +154,22 @@ def _head(status: int, headers: CIMultiDict[str], framing: str) -> bytes:
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError:
-        raw = text.encode("utf-8")
+        # Only the headers latin-1 cannot carry go out as UTF-8; the others keep their bytes.
+        raw = b"\r\n".join(_encode_line(line) for line in lines)
     return b"".join(
         (_status_line(status), raw, b"\r\n" if lines else b"", _CLOCK.line(), framing.encode())
     )
+
+
+def _encode_line(line: str) -> bytes:
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8")
+
+
+# Statuses that never carry a body (RFC 9110 6.4.1), whatever the handler hands over.
+_NO_BODY = frozenset({204, 304})
 
 
 class _Connection(asyncio.Protocol):
@@ -166,6 +191,9 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._in_head = False
         self._head_bytes = 0
+        self._head_size = 0  # request line and headers as parsed
+        self._head_started = 0.0
+        self._continue_owed = False  # a 100 Continue waits for earlier replies
         self._dispatched = False  # the request being parsed was handed over early
         # State of the connection.
         self._busy = False
@@ -203,8 +231,16 @@ class _Connection(asyncio.Protocol):
             # An h2c or WebSocket upgrade offer: answer what was asked in HTTP/1.1
             # and close, as the connection cannot carry on in either protocol.
             self._stop_reading()
+        except httptools.HttpParserCallbackError as exc:
+            refusal = exc.__context__
+            if not isinstance(refusal, _Refusal):
+                log.error("request parsing failed", exc_info=refusal or exc)
+                refusal = _Refusal(400, "malformed HTTP request")
+            self._refuse(refusal.status, refusal.message)
+            return
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed HTTP request: {_reason(exc)}")
+            if not self._ignore:  # not after a request that ended the connection
+                self._refuse(400, f"malformed HTTP request: {_reason(exc)}")
             return
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
             self._refuse(431, f"request line and headers exceed {MAX_HEAD_BYTES} bytes")
@@ -243,6 +279,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._head_started = self._loop.time()
+        self._head_size = 0
         self._url = b""
         self._raw_headers = []
         self._pieces = []
@@ -253,12 +291,18 @@ class _Connection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
         self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         parser = self._parser
+        if self._head_size + len(self._url) > MAX_HEAD_BYTES:
+            raise _Refusal(431, f"request line and headers exceed {MAX_HEAD_BYTES} bytes")
+        coding = next((v for k, v in self._raw_headers if k.lower() == "transfer-encoding"), None)
+        if coding is not None and coding.strip().lower() != "chunked":
+            raise _Refusal(400, f"unsupported Transfer-Encoding {coding.strip()!r}; send chunked")
         headers = CIMultiDictProxy(CIMultiDict(self._raw_headers))
         path, query = _split_target(self._url)
         raw_length = headers.get("content-length")
@@ -276,8 +320,15 @@ class _Connection(asyncio.Protocol):
         limit = self._server.max_body_bytes
         if length is not None and length > limit:
             self._too_large(request)
-        elif headers.get("expect", "").lower() == "100-continue":
-            assert self._transport is not None
+        elif request.version == "1.1" and headers.get("expect", "").lower() == "100-continue":
+            if self._busy or self._queue:
+                self._continue_owed = True  # after the replies owed before it
+            else:
+                self._send_continue()
+
+    def _send_continue(self) -> None:
+        self._continue_owed = False
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -301,6 +352,8 @@ class _Connection(asyncio.Protocol):
         request.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._pieces = []
         self._dispatch(request)
+        if not request.keep_alive:
+            self._stop_reading()  # whatever follows is not read, nor answered
 
     # --- handing requests to the handler -------------------------------------------------
 
@@ -349,6 +402,8 @@ class _Connection(asyncio.Protocol):
                 self._busy = True
                 keep_alive = await self._answer(request)
                 self._busy = False
+                if self._continue_owed and not queue:
+                    self._send_continue()
                 self._last_active = self._loop.time()
                 if not keep_alive or self._server.stopping:
                     self._closing = True
@@ -365,7 +420,11 @@ class _Connection(asyncio.Protocol):
         try:
             reply = await self._server.handler(request)
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if self._lost or task is None or task.cancelling():
+                raise  # the caller went away or the server is stopping
+            log.error("handler raised CancelledError of its own", extra={"path": request.path})
+            reply = self._server.error_reply(500, "the sidecar failed on this call", request)
         except Exception:
             log.exception("handler failed", extra={"path": request.path})
             reply = self._server.error_reply(500, "the sidecar failed on this call", request)
@@ -380,7 +439,10 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         body = reply.body
-        framing = f"content-length: {len(body)}\r\n"
+        if reply.status in _NO_BODY:
+            body, framing = b"", ""
+        else:
+            framing = f"content-length: {len(body)}\r\n"
         if not keep_alive:
             framing += "connection: close\r\n"
         elif request.version == "1.0":
@@ -390,7 +452,10 @@ class _Connection(asyncio.Protocol):
         except HeaderError as exc:
             log.error("refusing to write a reply: %s", exc, extra={"path": request.path})
             fallback = self._server.error_reply(500, "the sidecar built an invalid reply", request)
-            head = _head(500, fallback.headers, f"content-length: {len(fallback.body)}\r\n\r\n")
+            framing = f"content-length: {len(fallback.body)}\r\n"
+            if not keep_alive:
+                framing += "connection: close\r\n"
+            head = _head(500, fallback.headers, framing + "\r\n")
             body = fallback.body
         if request.method == "HEAD" or not body:
             transport.write(head)
@@ -406,6 +471,10 @@ class _Connection(asyncio.Protocol):
             transport = self._transport
             if transport is None or transport.is_closing():
                 return False
+            if reply.status in _NO_BODY or request.method == "HEAD":
+                # No body may follow; what the stream holds is dropped (and closed below).
+                self._write(request, Reply(reply.status, reply.headers, b""), keep_alive)
+                return keep_alive
             chunked = request.version != "1.0"
             if chunked:
                 framing = "transfer-encoding: chunked\r\n"
@@ -419,8 +488,11 @@ class _Connection(asyncio.Protocol):
                 head = _head(reply.status, reply.headers, framing + "\r\n")
             except HeaderError as exc:
                 log.error("refusing to write a reply: %s", exc, extra={"path": request.path})
-                transport.abort()
-                return False
+                fallback = self._server.error_reply(
+                    500, "the sidecar built an invalid reply", request
+                )
+                self._write(request, fallback, keep_alive)
+                return keep_alive
             transport.write(head)
             async for chunk in chunks:
                 if not chunk:
@@ -502,10 +574,15 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._lost:
             return
-        idle = self._loop.time() - self._last_active
+        now = self._loop.time()
+        idle = now - self._last_active
         timeout = self._server.idle_timeout
+        if self._in_head and now - self._head_started > HEAD_TIMEOUT_S:
+            transport.close()  # a head trickling in a byte at a time holds a connection
+            return
         if self._busy or self._queue or idle < timeout:
-            self._idle_timer = self._loop.call_later(max(timeout - idle, 1.0), self._check_idle)
+            wait = min(max(timeout - idle, 0.05), HEAD_TIMEOUT_S)
+            self._idle_timer = self._loop.call_later(wait, self._check_idle)
             return
         transport.close()
 
@@ -517,6 +594,10 @@ class _Connection(asyncio.Protocol):
                 self._transport.close()
         elif self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
 
     def abort(self) -> None:
         if self._transport is not None:
@@ -561,8 +642,12 @@ class Server:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.all_closed.wait(), grace)
+        cut = [conn.task for conn in self.connections if conn.task is not None]
         for conn in list(self.connections):
             conn.abort()
+        if cut:
+            # Let the cut calls unwind (streams closed, upstream calls cancelled) first.
+            await asyncio.wait(cut, timeout=1.0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -80,7 +81,7 @@ class ProxyHandlers:
             result = await self.pipeline.llm(gen, adapter, call, request.headers, ex)
             if isinstance(result, StreamReply):
                 # A stream keeps the bundle generation it started on until it ends.
-                result.done = partial(self.store.release, gen)
+                result.done = _then(result.done, partial(self.store.release, gen))
                 held = False
             return result
         finally:
@@ -179,6 +180,17 @@ def _too_large(length: int | None, limit: int) -> SidecarError:
         code="request_too_large",
         retryable=False,
     )
+
+
+def _then(first: Callable[[], None] | None, then: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        try:
+            if first is not None:
+                first()
+        finally:
+            then()
+
+    return both
 
 
 def proxy_server(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> Server:
