@@ -6,7 +6,11 @@ mostly measure text length. The tables split results so that a detector that
 only flags long texts, or only one source's phrasing, shows up as such. The
 judged numbers come from a held-out set; treat these as a development check.
 
-    .venv/bin/python bench/quality_injection.py [--data DIR] [--threshold 0.5]
+Split halves: patterns are developed against the even-numbered rows (0-based
+line index) and the odd rows are only checked at the end. A large gap between
+the halves means the patterns fit rows rather than phrase families.
+
+    .venv/bin/python bench/quality_injection.py [--data DIR] [--threshold 0.5] [--show-fp]
 """
 
 from __future__ import annotations
@@ -95,6 +99,9 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--no-decode", action="store_true", help="skip encoded payloads")
     parser.add_argument("--rounds", type=int, default=3, help="timing passes (best is kept)")
+    parser.add_argument(
+        "--show-fp", action="store_true", help="print the start of each flagged benign row"
+    )
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in (args.data / "prompt_injection.jsonl").open()]
@@ -103,8 +110,10 @@ def main() -> int:
     by_source: dict[str, Tally] = {}
     by_category: dict[str, Tally] = {}
     by_band: dict[str, Tally] = {}
+    by_half: dict[str, Tally] = {}
+    flagged_benign: list[tuple[int, str]] = []
     started = time.perf_counter()
-    for row in rows:
+    for line, row in enumerate(rows):
         findings = detector.scan(row["text"])
         hit = bool(findings)
         label = int(row["label"])
@@ -112,9 +121,12 @@ def main() -> int:
             (by_source, row["source"]),
             (by_category, row["category"]),
             (by_band, band(len(row["text"]))),
+            (by_half, "odd rows" if line % 2 else "even rows (development)"),
         ):
             tallies.setdefault(key, Tally()).add(label, hit)
         overall.add(label, hit)
+        if hit and not label:
+            flagged_benign.append((line, row["text"]))
         for finding in findings:
             overall.types[finding.type] += 1
     elapsed = time.perf_counter() - started
@@ -134,6 +146,13 @@ def main() -> int:
     table("By source", by_source)
     table("By category", by_category)
     table("By length (characters)", by_band, [name for _, _, name in BANDS])
+    table("By half (0-based line index)", by_half)
+    if args.show_fp:
+        print("\n### Flagged benign rows\n")
+        for line, text in flagged_benign:
+            print(f"- line {line}: {text[:100]!r}")
+        if not flagged_benign:
+            print("(none)")
     print("\n### Findings by type (all rows)\n")
     print("| type | findings |")
     print("| --- | --- |")

@@ -434,6 +434,18 @@ _ROT13_HINT = re2.compile(
     _re2_options(),
 )
 _ROT13_LINE = re2.compile(r"[A-Za-z][A-Za-z0-9 ,.;:'\"!?()\-]*", _re2_options())
+# Morse code: at least 12 letters of dots and dashes, letters split by a space, words by
+# "/", "|" or more spaces. Decoded only where the result is mostly English (as rot13).
+_MORSE_RUN = re2.compile(r"(?:[.\-]{1,7}(?: {1,3}| ?[/|] ?)){11,}[.\-]{1,7}", _re2_options())
+_MORSE_WORD_GAP = re.compile(r" ?[/|] ?| {2,}")
+_MORSE_CODES = (  # a-z, 0-9, then the punctuation in `_MORSE_LETTERS`
+    ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - "
+    "..- ...- .-- -..- -.-- --.. ----- .---- ..--- ...-- ....- ..... -.... --... ---.. "
+    "----. .-.-.- --..-- ..--.. .----. -.-.-- -..-. -.--. -.--.- ---... -.-.-. -...- "
+    ".-.-. -....- .-..-. .--.-."
+)
+_MORSE_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789.,?'!/():;=+-\"@"
+_MORSE = dict(zip(_MORSE_CODES.split(), _MORSE_LETTERS, strict=True))
 _WORD = re.compile(r"[a-z]+")
 # Common English words plus the vocabulary of instructions to a model: a rot13
 # decoding counts as text when most of its words are in here.
@@ -463,7 +475,7 @@ class _Budget:
 def _encoded_hints(min_length: int) -> tuple[re2.Set, re2._Regexp]:
     """One scan for every kind of encoding, and the base64 run for this minimum length."""
     base64_run = rf"[A-Za-z0-9+/_\-]{{{max(min_length, 4)},}}={{0,2}}"
-    hints = _re2_set([base64_run, _HEX_ESCAPED.pattern, _ROT13_HINT.pattern])
+    hints = _re2_set([base64_run, _HEX_ESCAPED.pattern, _ROT13_HINT.pattern, _MORSE_RUN.pattern])
     return hints, re2.compile(base64_run, _re2_options())
 
 
@@ -520,6 +532,27 @@ def _english_ratio(text: str) -> tuple[float, int]:
     return sum(1 for w in words if w in _ENGLISH) / len(words), len(words)
 
 
+def _decode_morse(segment: str) -> str | None:
+    words: list[str] = []
+    codes = unknown = 0
+    for word in _MORSE_WORD_GAP.split(segment.strip()):
+        letters = []
+        for code in word.split():
+            codes += 1
+            letter = _MORSE.get(code)
+            if letter is None:
+                unknown += 1
+            else:
+                letters.append(letter)
+        if letters:
+            words.append("".join(letters))
+    if unknown * 10 > codes:  # dashes and dots, but not Morse
+        return None
+    decoded = " ".join(words)
+    ratio, count = _english_ratio(decoded)
+    return decoded if count >= 3 and ratio >= 0.5 else None
+
+
 def _has_tags(text: str) -> bool:
     encoded = text.encode("utf-8", "surrogatepass")  # C speed, unlike a regex over wide text
     return b"\xf3\xa0\x80" in encoded or b"\xf3\xa0\x81" in encoded
@@ -563,6 +596,8 @@ def _candidates(text: str, min_length: int) -> list[tuple[int, int, str]]:
             for m in _ROT13_LINE.finditer(data)
             if _two_rot13_hints(m.group())
         )
+    if 3 in hints:
+        spans.extend((m.start(), m.end(), "morse") for m in _MORSE_RUN.finditer(data))
     if len(data) != len(text):
         spans = _char_spans(data, spans)
     found.extend(span for span in spans if span[1] - span[0] >= min_length)
@@ -582,6 +617,8 @@ def _decode_candidate(segment: str, how: str) -> str | None:
         ratio, words = _english_ratio(decoded)
         before, _ = _english_ratio(segment)
         return decoded if words >= 3 and ratio >= 0.5 and ratio > before + 0.2 else None
+    if how == "morse":
+        return _decode_morse(segment)
     if how == "tags":  # invisible Unicode tags spell ASCII, offset by U+E0000
         return "".join(chr(ord(c) - 0xE0000) for c in segment)
     return None
@@ -616,8 +653,8 @@ def decoded_payloads(
 ) -> list[tuple[int, int, str]]:
     """Encoded segments of `text` that decode to readable text: (start, end, decoded).
 
-    Looks for base64 / base64url, hex (plain, spaced, `\\x`, `0x`, `%`), rot13
-    (only where the result is mostly common English or instruction words) and
+    Looks for base64 / base64url, hex (plain, spaced, `\\x`, `0x`, `%`), rot13 and
+    Morse code (only where the result is mostly common English or instruction words) and
     invisible Unicode tag characters, which spell ASCII ("ASCII smuggling").
     A decoded payload is searched again, up to `max_depth` layers; nested
     results carry the outer segment's span, since that is what the original
