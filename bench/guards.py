@@ -91,20 +91,31 @@ def secrets(data: Path) -> tuple[float, float]:
     )
 
 
-def ssrf(data: Path) -> tuple[int, int, int, int]:
+def holds_url(text: str) -> bool:
+    """A scheme, a `//` start, or one whitespace-free token: something a tool could fetch."""
+    t = text.strip()
+    return "://" in t or t.startswith("//") or not any(ch.isspace() for ch in t)
+
+
+def ssrf(data: Path) -> tuple[int, int, int, int, list[str]]:
+    """Unsafe rows are counted when they hold a URL; the others are returned to be listed
+    (a labelled row that holds no URL measures the data, not the guard). Public rows all
+    count, URL or not."""
     c = EgressChecker()
     r = rows(data, "ssrf.jsonl")
 
     def flagged(text: str) -> bool:
         return c.check(text) is not None or bool(c.scan(text))
 
-    unsafe = [x for x in r if x["label"] == 1]
+    unsafe = [x for x in r if x["label"] == 1 and holds_url(x["text"])]
+    no_url = [x["text"] for x in r if x["label"] == 1 and not holds_url(x["text"])]
     public = [x for x in r if x["label"] == 0]
     return (
         sum(flagged(x["text"]) for x in unsafe),
         len(unsafe),
         sum(flagged(x["text"]) for x in public),
         len(public),
+        no_url,
     )
 
 
@@ -181,7 +192,7 @@ def main() -> int:
     inj_det, inj_fp = injection(args.data)
     pii_rec, pii_fp = pii(args.data)
     sec_rec, sec_fp = secrets(args.data)
-    bad_hit, bad_n, ok_hit, ok_n = ssrf(args.data)
+    bad_hit, bad_n, ok_hit, ok_n, no_url = ssrf(args.data)
     leaks, entities = stream_leaks(args.data)
     p50 = input_stage_p50()
     checks = [
@@ -201,6 +212,11 @@ def main() -> int:
     print("|---|---:|---:|---|")
     for name, value, target, ok in checks:
         print(f"| {name} | {value} | {target} | {'PASS' if ok else '**FAIL**'} |")
+    if no_url:
+        print(
+            "\nRows labelled unsafe that hold no URL (not counted above; listed, not tuned): "
+            + "; ".join(f"`{t}`" for t in no_url)
+        )
     return 0
 
 

@@ -33,14 +33,13 @@ log = logging.getLogger("sidecar.limits")
 
 
 @dataclass(slots=True)
-class Entry:
-    """One cell and what it stands for."""
+class Entry(Cell):
+    """One cell and what it stands for (the stores read only the Cell part)."""
 
-    rule: LimitRule
-    dim: str  # "requests" | "tokens" | "cost" | "concurrent"
-    cell: Cell
-    quota: Quota | None
-    key: str  # the rule's key values, for messages and metrics
+    rule: LimitRule = field(default=None)  # type: ignore[assignment]
+    dim: str = ""  # "requests" | "tokens" | "cost" | "concurrent"
+    quota: Quota | None = None
+    key_text: str = ""  # the rule's key values, for messages and metrics
     outcome: Outcome | None = None
 
 
@@ -173,16 +172,15 @@ class Limiter:
                     retryable=False,
                 )
         wall = time.time()
-        prefix = limits.redis.prefix if limits.redis else ""
         redis_rules: list[Entry] = []
         for rule in rules:
-            entries = _entries(rule, values, call, adm, wall, prefix)
+            entries = _entries(limits, rule, values, call, adm, wall)
             if rule.store == "redis":
                 redis_rules += entries
             else:
                 adm.memory += entries
         if adm.memory:
-            checked = self.stores.memory.check([e.cell for e in adm.memory])
+            checked = self.stores.memory.check(adm.memory)
             self._take(adm.memory, checked)
             if not checked.admitted:
                 raise self._refused(adm.memory, checked)
@@ -197,7 +195,9 @@ class Limiter:
         if adm.spends:
             for entry in adm.entries():
                 if entry.dim in _BUDGETS and entry.outcome is not None:
-                    self._on_remaining(entry.rule.id, entry.key, entry.dim, entry.outcome.remaining)
+                    self._on_remaining(
+                        entry.rule.id, entry.key_text, entry.dim, entry.outcome.remaining
+                    )
         return adm
 
     async def _admit_redis(self, limits: LimitSet, entries: list[Entry], adm: Admission) -> None:
@@ -210,7 +210,7 @@ class Limiter:
         checked: Checked | None = None
         if store is not None:
             try:
-                checked = await store.check([e.cell for e in entries], adm.member)
+                checked = await store.check(entries, adm.member)
             except StoreUnavailable as exc:
                 problem = str(exc)
         if checked is not None:
@@ -233,7 +233,7 @@ class Limiter:
             )
         local = [e for e in entries if e.rule.on_store_error == "local"]
         if local:
-            checked = self.stores.local.check([e.cell for e in local])
+            checked = self.stores.local.check(local)
             self._take(local, checked)
             if not checked.admitted:
                 refused = self._refused(local, checked)
@@ -247,7 +247,7 @@ class Limiter:
 
     def _rollback(self, entries: list[Entry], store: MemoryStore) -> None:
         if entries:
-            store.settle([e.cell for e in entries], [-e.cell.cost for e in entries])
+            store.settle(entries, [-e.cost for e in entries])
 
     def _refused(self, entries: list[Entry], checked: Checked) -> LimitRefused:
         refusing = [
@@ -258,7 +258,7 @@ class Limiter:
         worst = max(refusing, key=lambda e: e.outcome.retry_after if e.outcome else 0.0)
         wait = worst.outcome.retry_after if worst.outcome else 1.0
         rule, quota = worst.rule, worst.quota
-        who = f" for {worst.key}" if worst.key else ""
+        who = f" for {worst.key_text}" if worst.key_text else ""
         if worst.dim == "concurrent":
             what = f"at most {rule.concurrent} calls at once"
         elif quota is not None:
@@ -266,7 +266,7 @@ class Limiter:
         else:
             what = "no more calls now"
         if math.isinf(wait):
-            need = f"{worst.cell.cost:g} {_UNITS[worst.dim]}"
+            need = f"{worst.cost:g} {_UNITS[worst.dim]}"
             err = SidecarError(
                 ErrorKind.RATE_LIMITED,
                 f"limit '{rule.id}' allows {what}{who}; this call alone needs {need}, "
@@ -291,7 +291,7 @@ class Limiter:
         for entries, store in ((adm.memory, self.stores.memory), (adm.local, self.stores.local)):
             if entries:
                 store.settle(
-                    [e.cell for e in entries],
+                    entries,
                     [_delta(e, adm, spent_in, spent_out) for e in entries],
                 )
         if adm.redis and adm.redis_store is not None:
@@ -302,7 +302,7 @@ class Limiter:
         self, store: RedisStore, entries: list[Entry], deltas: list[float], member: str
     ) -> None:
         try:
-            await store.settle([e.cell for e in entries], deltas, member)
+            await store.settle(entries, deltas, member)
         except StoreUnavailable as exc:
             # The reservation stands (a refund is lost, a lease expires on its own).
             self._on_store_error("redis")
@@ -313,83 +313,94 @@ _BUDGETS = ("tokens", "cost")
 _UNITS = {"requests": "requests", "tokens": "tokens", "cost": "dollars", "concurrent": "calls"}
 
 
-# (rule id, store prefix, key values) -> (key text, counter key base); bounded.
-_BASES: dict[tuple[str, str, tuple[str, ...]], tuple[str, str]] = {}
-_MAX_BASES = 50_000
+_MAX_KEYS = 50_000  # memoized rule keys per snapshot
 
 
-def _base(rule: LimitRule, values: dict[str, str], prefix: str) -> tuple[str, str]:
-    dims = tuple(values[d] for d in rule.key)
-    cached = _BASES.get((rule.id, prefix, dims))
+def _keys(limits: LimitSet, rule: LimitRule, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    dims = tuple([values[d] for d in rule.key])
+    memo = limits.keys
+    cached = memo.get((rule.id, dims))
     if cached is not None:
         return cached
+    prefix = limits.redis.prefix if limits.redis else ""
     keyval = ",".join(f"{d}={_clean(v)}" for d, v in zip(rule.key, dims, strict=True))
     # On Redis, the hash tag keeps a rule key's cells in one Redis Cluster slot.
     redis = rule.store == "redis"
     base = f"{prefix}{{{rule.id}|{keyval}}}" if redis else f"{rule.id}|{keyval}"
-    if len(_BASES) >= _MAX_BASES:
-        _BASES.clear()
-    _BASES[(rule.id, prefix, dims)] = (keyval, base)
-    return keyval, base
+    keys = {"concurrent": f"{base}|con|c"}
+    for dim, tag, q in (
+        ("requests", "req", rule.requests),
+        ("tokens", "tok", rule.tokens),
+        ("cost", "usd", rule.cost),
+    ):
+        if q is not None:
+            # A window's key gets its end appended; a rate cell's state is a time whose
+            # meaning depends on limit and period, so a rule whose numbers change starts
+            # a new counter rather than misreading the old one.
+            keys[dim] = (
+                f"{base}|{tag}|" if q.calendar else f"{base}|{tag}:{q.limit:g}/{q.period:g}|g"
+            )
+    if len(memo) >= _MAX_KEYS:
+        memo.clear()
+    memo[(rule.id, dims)] = (keyval, keys)
+    return keyval, keys
 
 
 def _entries(
+    limits: LimitSet,
     rule: LimitRule,
     values: dict[str, str],
     call: Call,
     adm: Admission,
     wall: float,
-    prefix: str,
 ) -> list[Entry]:
-    keyval, base = _base(rule, values, prefix)
+    keyval, keys = _keys(limits, rule, values)
     out: list[Entry] = []
-    if rule.requests is not None:
-        q = rule.requests
+    q = rule.requests
+    if q is not None:
+        out.append(
+            Entry(keys["requests"], RATE, q.limit, q.period, 1.0, rule, "requests", q, keyval)
+        )
+    if rule.spends:
+        output_reserve = call.max_output_tokens or rule.reserve_output_tokens
+        q = rule.tokens
+        if q is not None:
+            count = rule.token_count
+            n = (adm.input_estimate if count != "output" else 0) + (
+                output_reserve if count != "input" else 0
+            )
+            out.append(_budget(keys["tokens"], rule, "tokens", q, float(n), keyval, wall))
+        q = rule.cost
+        if q is not None and adm.price is not None:
+            n_cost = adm.input_estimate * adm.price.input + output_reserve * adm.price.output
+            out.append(_budget(keys["cost"], rule, "cost", q, n_cost, keyval, wall))
+    if rule.concurrent is not None:
         out.append(
             Entry(
+                keys["concurrent"],
+                CONCURRENT,
+                float(rule.concurrent),
+                0.0,
+                1.0,
                 rule,
-                "requests",
-                Cell(f"{base}|req{_shape(q)}|g", RATE, q.limit, q.period, 1.0),
-                q,
+                "concurrent",
+                None,
                 keyval,
             )
         )
-    output_reserve = call.max_output_tokens or rule.reserve_output_tokens
-    if rule.tokens is not None:
-        count = rule.token_count
-        n = (adm.input_estimate if count != "output" else 0) + (
-            output_reserve if count != "input" else 0
-        )
-        out.append(_budget(rule, "tokens", rule.tokens, float(n), base, keyval, wall))
-    if rule.cost is not None and adm.price is not None:
-        n_cost = adm.input_estimate * adm.price.input + output_reserve * adm.price.output
-        out.append(_budget(rule, "cost", rule.cost, n_cost, base, keyval, wall))
-    if rule.concurrent is not None:
-        cell = Cell(f"{base}|con|c", CONCURRENT, float(rule.concurrent), 0.0, 1.0)
-        out.append(Entry(rule, "concurrent", cell, None, keyval))
     return out
 
 
 def _budget(
-    rule: LimitRule, dim: str, q: Quota, cost: float, base: str, keyval: str, wall: float
+    key: str, rule: LimitRule, dim: str, q: Quota, cost: float, keyval: str, wall: float
 ) -> Entry:
-    tag = "tok" if dim == "tokens" else "usd"
     if q.calendar is None:
-        cell = Cell(f"{base}|{tag}{_shape(q)}|g", RATE, q.limit, q.period, cost)
-        return Entry(rule, dim, cell, q, keyval)
+        return Entry(key, RATE, q.limit, q.period, cost, rule, dim, q, keyval)
     end = _current_end(q.calendar, wall)
-    return Entry(
-        rule, dim, Cell(f"{base}|{tag}|{end}|w", WINDOW, q.limit, float(end), cost), q, keyval
-    )
+    return Entry(f"{key}{end}|w", WINDOW, q.limit, float(end), cost, rule, dim, q, keyval)
 
 
 _ENDS: dict[str, int] = {}  # calendar unit -> the current window's end
-
-
-def _shape(q: Quota) -> str:
-    """A rate cell's state is a time whose meaning depends on limit and period: a rule
-    whose numbers change starts a new counter rather than misreading the old one."""
-    return f":{q.limit:g}/{q.period:g}"
 
 
 def _current_end(calendar_unit: str, wall: float) -> int:
@@ -425,9 +436,9 @@ def _delta(entry: Entry, adm: Admission, spent_in: int, spent_out: int) -> float
     if dim == "tokens":
         count = rule.token_count
         actual = (spent_in if count != "output" else 0) + (spent_out if count != "input" else 0)
-        return actual - entry.cell.cost
+        return actual - entry.cost
     if dim == "cost" and adm.price is not None:
-        return spent_in * adm.price.input + spent_out * adm.price.output - entry.cell.cost
+        return spent_in * adm.price.input + spent_out * adm.price.output - entry.cost
     return 0.0  # requests stay counted; concurrency leases are released by kind
 
 

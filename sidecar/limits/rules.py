@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sidecar.bundle.validate import Problem
@@ -95,6 +95,11 @@ class LimitSet:
     rules: tuple[LimitRule, ...] = ()
     prices: tuple[tuple[str, re.Pattern[str] | None, Price], ...] = ()
     redis: RedisSettings | None = None
+    # Per-snapshot memo of counter keys by (rule id, key values): a reload that changes a
+    # rule gets a new LimitSet, and so new keys.
+    keys: dict[tuple[str, tuple[str, ...]], tuple[str, dict[str, str]]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def price(self, model: str | None) -> Price | None:
         if not model:
