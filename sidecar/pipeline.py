@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -45,10 +46,15 @@ from sidecar.limits.headers import rate_limit_headers
 from sidecar.limits.limiter import Admission, Limiter, LimitRefused, LimitStores
 from sidecar.limits.streams import streamed_text_chars, without_usage_chunks
 from sidecar.replies import Reply, StreamReply
+from sidecar.resilience.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from sidecar.resilience.budget import RetryBudget
+from sidecar.resilience.policy import DEFAULT_POLICY, RetryPolicy, UpstreamPolicy
+from sidecar.resilience.state import ResilienceState
 from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry
 from sidecar.upstream.base import UpstreamResponse
+from sidecar.upstream.h1 import ConnectError, DeadlineExceeded, FirstByteTimeout
 
 DECISION_HEADER = "x-sidecar-decision-id"
 REVISION_HEADER = "x-sidecar-bundle-revision"
@@ -79,6 +85,8 @@ class Exchange:
     drop_usage_chunk: bool = False  # usage was asked for upstream on the sidecar's behalf
     limit_refused: str | None = None  # the rule that refused the call
     relay_started: bool = False  # the stream relay ran (and so closes its own books)
+    attempts: int = 0  # upstream attempts made, retries and fallbacks included
+    deadline_s: float | None = None  # the call's total deadline, when one applies
 
 
 class Pipeline:
@@ -88,6 +96,7 @@ class Pipeline:
         pod: PodIdentity,
         decision_log: DecisionLog | None = None,
         limit_stores: LimitStores | None = None,
+        resilience: ResilienceState | None = None,
     ) -> None:
         self.pod = pod
         self.decision_log = decision_log or DecisionLog("none")
@@ -95,6 +104,9 @@ class Pipeline:
         self._m = telemetry.instruments
         self._recording = telemetry.recording
         self.limit_stores = limit_stores or LimitStores()
+        self._res = resilience or ResilienceState()
+        self.resilience = self._res
+        self._rng = random.Random()
         m = self._m
         self._limiter = Limiter(
             self.limit_stores,
@@ -447,35 +459,276 @@ class Pipeline:
         route: Route,
         spec: UpstreamSpec,
     ) -> Reply | StreamReply:
+        """Send the call to the route's upstreams in order until one answers.
+
+        On each upstream: its breaker may skip it, failed attempts are retried
+        (within the retry budget, never after a byte went to the caller), and a
+        failure listed in the route's `fallback_on` moves to the next upstream.
+        The last upstream's error answer passes through unchanged. Every wait
+        shares one deadline: the route's, the upstream's or the caller's.
+        """
+        loop = asyncio.get_running_loop()
+        snapshot = gen.snapshot
+        targets: list[tuple[UpstreamSpec, str | None]] = [(spec, route.model_rewrite)]
+        for name, model in route.fallbacks:
+            other = snapshot.upstreams.get(name)
+            if other is not None and not other.credential_problem:
+                targets.append((other, model))
+        deadline = self._deadline(
+            snapshot.policies.get(spec.name, DEFAULT_POLICY), route, headers, ex
+        )
+        hedge = self._hedge_delay(route) if len(targets) > 1 else None
+        failure: _Failure | None = None
+        for index, (target, model) in enumerate(targets):
+            policy = snapshot.policies.get(target.name, DEFAULT_POLICY)
+            breaker = self._res.breaker(target, policy) if target.kind == "http" else None
+            if breaker is not None and not breaker.allow():
+                self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+                failure = _Failure(target, open_for=breaker.retry_after())
+                continue
+            last = index == len(targets) - 1
+            if index > 0:
+                self._m.fallbacks.add(1, (route.name, target.name))
+            if hedge is not None and index == 0:
+                outcome = await self._hedged(
+                    gen, call, headers, ex, route, targets, deadline, hedge
+                )
+            else:
+                outcome = await self._try_upstream(
+                    gen, call, headers, ex, route, target, model, policy, breaker, deadline, last
+                )
+            if isinstance(outcome, _Answer):
+                return await self._respond(gen, adapter, call, ex, outcome)
+            failure = outcome
+            if outcome.hedged:
+                break  # both upstreams were asked already
+        assert failure is not None
+        raise failure.error(deadline is not None and loop.time() >= deadline)
+
+    def _deadline(
+        self, policy: UpstreamPolicy, route: Route, headers: Mapping[str, str], ex: Exchange
+    ) -> float | None:
+        """The loop time by which the whole call must end, if anything sets one."""
+        total = route.timeout if route.timeout is not None else policy.timeouts.total
+        caller = _caller_timeout(headers)
+        if caller is not None and (total is None or caller < total):
+            total = caller
+        if total is None:
+            return None
+        spent = time.perf_counter() - ex.started
+        ex.deadline_s = total
+        return asyncio.get_running_loop().time() + max(0.0, total - spent)
+
+    def _hedge_delay(self, route: Route) -> float | None:
+        if not route.idempotent:
+            return None
+        if route.hedge_after is not None:
+            return route.hedge_after
+        if route.hedge_p95:
+            return self._res.p95(route.name)
+        return None
+
+    async def _hedged(
+        self,
+        gen: Generation,
+        call: Call,
+        headers: Mapping[str, str],
+        ex: Exchange,
+        route: Route,
+        targets: list[tuple[UpstreamSpec, str | None]],
+        deadline: float | None,
+        delay: float,
+    ) -> _Answer | _Failure:
+        """Ask the second upstream too when the first is slow; the first answer wins."""
+        snapshot = gen.snapshot
+        (first, m1), (second, m2) = targets[0], targets[1]
+        p1 = snapshot.policies.get(first.name, DEFAULT_POLICY)
+        p2 = snapshot.policies.get(second.name, DEFAULT_POLICY)
+        b1 = self._res.breaker(first, p1) if first.kind == "http" else None
+        primary = asyncio.ensure_future(
+            self._try_upstream(gen, call, headers, ex, route, first, m1, p1, b1, deadline, False)
+        )
+        done, _ = await asyncio.wait({primary}, timeout=delay)
+        if done:
+            return primary.result()
+        budget = self._res.budget(first, p1) if first.kind == "http" else None
+        b2 = self._res.breaker(second, p2) if second.kind == "http" else None
+        if (budget is not None and not budget.try_spend()) or (b2 is not None and not b2.allow()):
+            return await primary
+        self._m.hedges.add(1, (route.name,))
+        backup = asyncio.ensure_future(
+            self._try_upstream(gen, call, headers, ex, route, second, m2, p2, b2, deadline, False)
+        )
+        pending = {primary, backup}
+        result: _Answer | _Failure | None = None
+        try:
+            while pending and not isinstance(result, _Answer):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    outcome = task.result() if not task.cancelled() else None
+                    if isinstance(outcome, _Answer) and not isinstance(result, _Answer):
+                        result = outcome
+                    elif isinstance(outcome, _Answer):
+                        outcome.discard()  # a second answer in the same instant
+                    elif outcome is not None and result is None:
+                        result = outcome
+        finally:
+            for task in pending:
+                task.cancel()  # the loser: its request is abandoned, its connection closed
+            for task in pending:
+                with contextlib.suppress(BaseException):
+                    await task
+        assert result is not None
+        if isinstance(result, _Failure):
+            result.hedged = True
+        return result
+
+    async def _try_upstream(
+        self,
+        gen: Generation,
+        call: Call,
+        headers: Mapping[str, str],
+        ex: Exchange,
+        route: Route,
+        target: UpstreamSpec,
+        model: str | None,
+        policy: UpstreamPolicy,
+        breaker: Breaker | None,
+        deadline: float | None,
+        last: bool,
+    ) -> _Answer | _Failure:
+        """Attempts on one upstream, with retries; an answer to relay, or why it failed."""
         assert ex.span is not None
-        attempt = self._tracer.start_span(
-            f"POST {spec.name}",
+        loop = asyncio.get_running_loop()
+        transport = gen.transports[target.name]
+        budget = self._res.budget(target, policy) if target.kind == "http" else None
+        raw = call.raw if model is None or model == call.model else _with_model(call, model)
+        retry, t = policy.retry, policy.timeouts
+        tries = 0
+        if budget is not None:
+            budget.record_call()
+        while True:
+            if deadline is not None and loop.time() >= deadline:
+                return _Failure(target, exc=DeadlineExceeded("the call's deadline passed"))
+            attempt = self._attempt_span(ex, target, call, ex.attempts)
+            ex.attempts += 1
+            trace_headers: dict[str, str] = {}
+            propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
+            out_headers = upstream_headers(headers, target, trace_headers)
+            started = loop.time()
+            try:
+                resp = await transport.send(
+                    "POST",
+                    call.path,
+                    out_headers,
+                    raw,
+                    connect_timeout=t.connect,
+                    first_byte_timeout=t.first_byte,
+                    idle_timeout=t.idle,
+                    deadline=deadline,
+                )
+            except asyncio.CancelledError:
+                _end_error(attempt, None, "cancelled")
+                if breaker is not None:
+                    breaker.release()
+                raise
+            except (OSError, TimeoutError) as exc:
+                _end_error(attempt, exc)
+                if isinstance(exc, DeadlineExceeded):
+                    if breaker is not None:
+                        breaker.release()
+                    return _Failure(target, exc=exc)
+                if breaker is not None:
+                    breaker.record(False)
+                    self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+                reason = _failure_reason(exc)
+                retryable = (
+                    (reason == "connect" and retry.on_connect)
+                    or (reason == "reset" and retry.on_reset)
+                    or (reason == "timeout" and retry.on_timeout)
+                )
+                wait = self._retry_wait(retry, tries, None, budget, deadline, retryable)
+                if wait is not None:
+                    self._m.retries.add(1, (target.name, reason))
+                    await asyncio.sleep(wait)
+                    tries += 1
+                    if breaker is not None and not breaker.allow():
+                        return _Failure(target, open_for=breaker.retry_after())
+                    continue
+                return _Failure(target, exc=exc)
+            status = resp.status
+            if tries == 0 and target.name == route.upstream:
+                self._res.record_latency(route.name, loop.time() - started)
+            failed = status >= 500 or status == 429
+            if breaker is not None:
+                # A 429 is a busy provider, not a dead one: it does not trip the breaker.
+                breaker.record(status < 500)
+                self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+            if failed:
+                hint, allowed = _retry_hints(resp.headers)
+                retryable = status in retry.statuses and allowed
+                wait = self._retry_wait(retry, tries, hint, budget, deadline, retryable)
+                if wait is not None:
+                    resp.close()
+                    _end_attempt(attempt, status)
+                    self._m.retries.add(1, (target.name, str(status)))
+                    await asyncio.sleep(wait)
+                    tries += 1
+                    if breaker is not None and not breaker.allow():
+                        return _Failure(target, open_for=breaker.retry_after())
+                    continue
+                if not last and status in route.fallback_on:
+                    resp.close()
+                    _end_attempt(attempt, status)
+                    return _Failure(target, status=status)
+            return _Answer(target, attempt, resp)
+
+    def _retry_wait(
+        self,
+        retry: RetryPolicy,
+        tries: int,
+        hint: float | None,
+        budget: RetryBudget | None,
+        deadline: float | None,
+        retryable: bool,
+    ) -> float | None:
+        """How long to back off before the next attempt, or None: no retry."""
+        if not retryable or tries + 1 >= retry.attempts:
+            return None
+        wait = retry.delay(tries, hint, self._rng)
+        if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
+            return None  # the wait alone would outlast the deadline
+        if budget is not None and not budget.try_spend():
+            return None
+        return wait
+
+    def _attempt_span(self, ex: Exchange, target: UpstreamSpec, call: Call, resends: int) -> Span:
+        assert ex.span is not None
+        attrs: dict[str, Any] | None = None
+        if self._recording:
+            attrs = {names.HTTP_REQUEST_METHOD: "POST", names.SIDECAR_UPSTREAM: target.name}
+            if target.host:
+                attrs[names.URL_FULL] = target.url_for(call.path)
+                attrs[names.SERVER_ADDRESS] = target.host
+                attrs[names.SERVER_PORT] = target.port
+            if resends:
+                attrs[names.HTTP_REQUEST_RESEND_COUNT] = resends
+        return self._tracer.start_span(
+            f"POST {target.name}",
             context=trace.set_span_in_context(ex.span),
             kind=SpanKind.CLIENT,
-            attributes={
-                names.HTTP_REQUEST_METHOD: "POST",
-                names.SIDECAR_UPSTREAM: spec.name,
-                **(
-                    {
-                        names.URL_FULL: spec.url_for(call.path),
-                        names.SERVER_ADDRESS: spec.host,
-                        names.SERVER_PORT: spec.port,
-                    }
-                    if spec.host
-                    else {}
-                ),
-            }
-            if self._recording
-            else None,
+            attributes=attrs,
         )
-        trace_headers: dict[str, str] = {}
-        propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
-        out_headers = upstream_headers(headers, spec, trace_headers)
-        try:
-            resp = await gen.transports[spec.name].send("POST", call.path, out_headers, call.raw)
-        except BaseException as exc:
-            _end_error(attempt, exc)
-            raise _upstream_failure(spec, exc) from exc
+
+    async def _respond(
+        self, gen: Generation, adapter: Adapter, call: Call, ex: Exchange, answer: _Answer
+    ) -> Reply | StreamReply:
+        resp, attempt, spec = answer.resp, answer.attempt, answer.target
+        if ex.upstream is not spec:
+            ex.upstream = spec
+            if self._recording and ex.span is not None:
+                ex.span.set_attribute(names.SIDECAR_UPSTREAM, spec.name)
+                ex.span.set_attribute(names.GEN_AI_PROVIDER_NAME, spec.provider_name)
         attempt.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, resp.status)
         down = downstream_headers(resp.headers)
         # The SDKs read the body by what they asked for, not by its label: a streamed
@@ -750,6 +1003,99 @@ def _iso_now() -> str:
 
 
 _USAGE_ON_REQUEST = ("/v1/chat/completions", "/v1/completions")
+_BREAKER_CODES = {CLOSED: 0.0, HALF_OPEN: 1.0, OPEN: 2.0}
+
+
+@dataclass(slots=True)
+class _Answer:
+    """An upstream's response head, to be relayed (success, or the error passed through)."""
+
+    target: UpstreamSpec
+    attempt: Span
+    resp: UpstreamResponse
+
+    def discard(self) -> None:
+        self.resp.close()
+        _end_error(self.attempt, None, "a faster hedged attempt answered first")
+
+
+@dataclass(slots=True)
+class _Failure:
+    """Why an upstream could not serve the call: an error, a status, or an open breaker."""
+
+    target: UpstreamSpec
+    exc: BaseException | None = None
+    status: int | None = None
+    open_for: float | None = None
+    hedged: bool = False
+
+    def error(self, deadline_passed: bool) -> SidecarError:
+        name = self.target.name
+        if deadline_passed or isinstance(self.exc, DeadlineExceeded):
+            return SidecarError(
+                ErrorKind.TIMEOUT,
+                "the call's deadline passed before an upstream answered",
+                code="deadline_exceeded",
+            )
+        if self.open_for is not None:
+            return SidecarError(
+                ErrorKind.UNAVAILABLE,
+                f"upstream '{name}' is failing: its circuit breaker is open for another "
+                f"{self.open_for:.1f}s",
+                code="upstream_unavailable",
+                retry_after=max(1.0, self.open_for),
+            )
+        if self.exc is not None:
+            return _upstream_failure(self.target, self.exc)
+        return SidecarError(
+            ErrorKind.BAD_GATEWAY,
+            f"upstream '{name}' answered {self.status} and no fallback could serve the call",
+            code="upstream_failed",
+        )
+
+
+def _caller_timeout(headers: Mapping[str, str]) -> float | None:
+    """The caller's own deadline: `x-sidecar-timeout-ms`, or the SDKs' `x-stainless-timeout`."""
+    for name, scale in (("x-sidecar-timeout-ms", 0.001), ("x-stainless-timeout", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue
+            if seconds > 0 and math.isfinite(seconds):
+                return seconds
+    return None
+
+
+def _retry_hints(headers: Mapping[str, str]) -> tuple[float | None, bool]:
+    """The upstream's say on retrying: how long to wait, and whether to retry at all."""
+    allowed = headers.get("x-should-retry", "").strip().lower() != "false"
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue  # an HTTP date: not worth parsing for a back-off
+            if seconds >= 0 and math.isfinite(seconds):
+                return seconds, allowed
+    return None, allowed
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectError):
+        return "connect"
+    if isinstance(exc, FirstByteTimeout):
+        return "timeout"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "reset"
+
+
+def _with_model(call: Call, model: str) -> bytes:
+    """The body for an upstream that knows the model by another name (a deployment)."""
+    return orjson.dumps({**call.body, "model": model})
 
 
 def _end_limit_span(

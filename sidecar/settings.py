@@ -11,6 +11,8 @@ from sidecar.telemetry.setup import EXPORTERS, Exporter
 DEFAULT_HTTP = "127.0.0.1:8700"
 DEFAULT_ADMIN = "127.0.0.1:8702"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_DRAIN_DELAY_S = 5.0
+DEFAULT_SHUTDOWN_GRACE_S = 30.0
 
 
 class SettingsError(ValueError):
@@ -46,6 +48,8 @@ class Settings:
     tenant: str = "default"
     decision_log: str = "stdout"  # stdout | stderr | none | a file path
     decision_log_content: bool = False
+    drain_delay: float = DEFAULT_DRAIN_DELAY_S  # SIGTERM -> not ready, still accepting
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S  # then: calls in flight get this long
 
     @classmethod
     def resolve(
@@ -92,7 +96,18 @@ class Settings:
             decision_log_content=decision_log_content
             if decision_log_content is not None
             else _flag(env.get("SIDECAR_DECISION_LOG_CONTENT", "")),
+            drain_delay=_ms(env, "SIDECAR_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY_S),
+            shutdown_grace=_ms(env, "SIDECAR_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_S),
         )
+
+
+def _ms(env: os._Environ[str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise SettingsError(f"{name}: expected milliseconds, got {raw!r}")
+    return int(raw) / 1000.0
 
 
 def _flag(value: str) -> bool:

@@ -20,6 +20,7 @@ from sidecar.call import Provider
 from sidecar.guards.config import GuardSet, compile_guards
 from sidecar.identity.resolve import compile_identity, compile_jwt
 from sidecar.limits.rules import LimitSet, compile_limits
+from sidecar.resilience.policy import DEFAULT_FALLBACK_ON, compile_upstream_policy
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
 
@@ -85,6 +86,17 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
             model=_glob((route.get("match") or {}).get("model")),
             path_glob=(route.get("match") or {}).get("path", "*"),
             model_glob=(route.get("match") or {}).get("model", "*"),
+            model_rewrite=route.get("model"),
+            fallbacks=tuple((f["upstream"], f.get("model")) for f in route.get("fallbacks") or ()),
+            fallback_on=frozenset(route["fallback_on"])
+            if "fallback_on" in route
+            else DEFAULT_FALLBACK_ON,
+            timeout=float(route["timeout_ms"]) / 1000.0 if "timeout_ms" in route else None,
+            idempotent=bool(route.get("idempotent", False)),
+            hedge_after=float((route.get("hedge") or {})["after_ms"]) / 1000.0
+            if "after_ms" in (route.get("hedge") or {})
+            else None,
+            hedge_p95=(route.get("hedge") or {}).get("after") == "p95",
         )
         for i, route in enumerate(doc.get("routes") or [])
     )
@@ -111,6 +123,13 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         tool_request_mode=(doc.get("tool_policy") or {}).get("request", "remove"),
         guards=guards,
         limits=limits,
+        policies=MappingProxyType(
+            {
+                name: compile_upstream_policy(cfg)
+                for name, cfg in (doc.get("upstreams") or {}).items()
+                if "builtin" not in cfg
+            }
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from sidecar.call import Provider
 from sidecar.guards.config import GuardSet
 from sidecar.identity.resolve import IdentityConfig
 from sidecar.limits.rules import LimitSet
+from sidecar.resilience.policy import DEFAULT_FALLBACK_ON, UpstreamPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,13 @@ class Route:
     model: re.Pattern[str] | None
     path_glob: str = "*"
     model_glob: str = "*"
+    model_rewrite: str | None = None  # the primary upstream's name for the model
+    fallbacks: tuple[tuple[str, str | None], ...] = ()  # (upstream, model rewrite), in order
+    fallback_on: frozenset[int] = DEFAULT_FALLBACK_ON
+    timeout: float | None = None  # total deadline, seconds
+    idempotent: bool = False
+    hedge_after: float | None = None  # seconds; hedging needs idempotent and a fallback
+    hedge_p95: bool = False
 
     def matches(self, path: str, model: str | None) -> bool:
         if self.path is not None and self.path.fullmatch(path) is None:
@@ -75,6 +83,7 @@ class Snapshot:
     tool_request_mode: str = "remove"  # remove | deny: forbidden tools offered in a request
     guards: GuardSet = field(default_factory=GuardSet)
     limits: LimitSet = field(default_factory=LimitSet)
+    policies: Mapping[str, UpstreamPolicy] = field(default_factory=dict)
 
     def route(self, path: str, model: str | None) -> Route | None:
         for route in self.routes:

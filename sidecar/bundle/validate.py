@@ -127,6 +127,26 @@ def reference_problems(document: dict[str, Any]) -> list[Problem]:
                     f"unknown upstream '{target}'{_did_you_mean(target, list(upstreams))}",
                 )
             )
+        for j, fallback in enumerate(route.get("fallbacks") or []):
+            other = fallback.get("upstream") if isinstance(fallback, dict) else None
+            if isinstance(other, str) and other not in upstreams:
+                problems.append(
+                    Problem(
+                        format_path(["routes", i, "fallbacks", j, "upstream"]),
+                        f"unknown upstream '{other}'{_did_you_mean(other, list(upstreams))}",
+                    )
+                )
+        hedge = route.get("hedge")
+        if isinstance(hedge, dict):
+            where = format_path(["routes", i, "hedge"])
+            if not route.get("idempotent"):
+                problems.append(
+                    Problem(where, "hedging sends a call twice: mark the route idempotent: true")
+                )
+            if not route.get("fallbacks"):
+                problems.append(Problem(where, "hedging needs a fallback upstream to send to"))
+            if ("after_ms" in hedge) == ("after" in hedge):
+                problems.append(Problem(where, "give exactly one of after_ms or after: p95"))
         name = route.get("name")
         if isinstance(name, str):
             if name in names:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -14,7 +15,10 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def admin_app(
-    store: BundleStore, telemetry: Telemetry, serving: Callable[[], bool]
+    store: BundleStore,
+    telemetry: Telemetry,
+    serving: Callable[[], bool],
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
     """`serving` says whether the proxy listener accepts calls: ready needs that too."""
 
@@ -27,8 +31,14 @@ def admin_app(
         if not status["ready"]:
             reason = "no valid policy bundle loaded yet"
         elif not serving():
-            reason = "the proxy listener is not accepting calls"
-        body = {"ready": reason is None, "revision": status["revision"], "reason": reason}
+            reason = "the proxy listener is not accepting calls (starting or shutting down)"
+        body: dict[str, Any] = {
+            "ready": reason is None,
+            "revision": status["revision"],
+            "reason": reason,
+        }
+        if details is not None:
+            body.update(details())
         return _json(503 if reason else 200, body)
 
     async def bundle(request: web.Request) -> web.Response:

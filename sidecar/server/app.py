@@ -42,7 +42,7 @@ def tune_gc() -> None:
 
 
 GC_GEN0_THRESHOLD = 10_000
-SHUTDOWN_GRACE_S = 5.0  # calls in flight get this long to finish on stop
+SHUTDOWN_GRACE_S = 5.0  # the admin listener's own grace on stop
 
 
 class Sidecar:
@@ -77,7 +77,13 @@ class Sidecar:
     async def start(self, *, watch: bool = True) -> None:
         # Admin first, so probes answer (not ready) while the first bundle loads.
         self.admin_address = await self._listen(
-            admin_app(self.store, self.telemetry, lambda: self.serving), self.settings.admin
+            admin_app(
+                self.store,
+                self.telemetry,
+                lambda: self.serving,
+                lambda: {"breakers": self.pipeline.resilience.breakers()},
+            ),
+            self.settings.admin,
         )
         await self.store.load(reason="start")
         self._proxy = proxy_server(self.store, self.pipeline, self.settings.max_body_bytes)
@@ -125,7 +131,7 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         if self._proxy is not None:
-            await self._proxy.stop(grace=SHUTDOWN_GRACE_S)
+            await self._proxy.stop(grace=self.settings.shutdown_grace)
             self._proxy = None
         for runner in reversed(self._runners):
             await runner.cleanup()
@@ -135,9 +141,23 @@ class Sidecar:
         self.decision_log.flush()  # on the loop, where lines are gathered
         await asyncio.to_thread(self.decision_log.close)
 
+    async def drain(self) -> None:
+        """SIGTERM: report not ready at once, keep accepting while the endpoints controller
+        notices (`drain_delay`), then stop accepting and let calls in flight finish."""
+        self.serving = False
+        log.info(
+            "draining",
+            extra={
+                "drain_delay_s": self.settings.drain_delay,
+                "grace_s": self.settings.shutdown_grace,
+            },
+        )
+        await asyncio.sleep(self.settings.drain_delay)
+
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
+        graceful = asyncio.Event()
         reloads: set[asyncio.Task[str]] = set()
 
         def on_hup() -> None:
@@ -145,12 +165,18 @@ class Sidecar:
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
+        def on_term() -> None:
+            graceful.set()
+            done.set()
+
         loop.add_signal_handler(signal.SIGHUP, on_hup)
-        loop.add_signal_handler(signal.SIGTERM, done.set)
+        loop.add_signal_handler(signal.SIGTERM, on_term)
         loop.add_signal_handler(signal.SIGINT, done.set)
         try:
             await self.start()
             await done.wait()
+            if graceful.is_set():
+                await self.drain()
             log.info("stopping")
         finally:
             await self.stop()

@@ -92,6 +92,30 @@ class Instruments:
             "Tokens or dollars a budget had left after its last admitted call, by rule and key.",
             (names.SIDECAR_LIMIT_ID, "key", "unit"),
         )
+        self.retries = factory.counter(
+            names.METRIC_RETRIES,
+            "{retry}",
+            "Upstream attempts retried, by upstream and reason (status, connect, reset, timeout).",
+            (names.SIDECAR_UPSTREAM, "reason"),
+        )
+        self.fallbacks = factory.counter(
+            names.METRIC_FALLBACKS,
+            "{fallback}",
+            "Calls sent on to a fallback upstream, by route and the upstream that took them.",
+            (names.SIDECAR_ROUTE, names.SIDECAR_UPSTREAM),
+        )
+        self.hedges = factory.counter(
+            names.METRIC_HEDGES,
+            "{hedge}",
+            "Hedged second attempts started, by route.",
+            (names.SIDECAR_ROUTE,),
+        )
+        self.breaker_state = factory.gauge(
+            names.METRIC_BREAKER_STATE,
+            "1",
+            "Circuit breaker state by upstream: 0 closed, 1 half-open, 2 open.",
+            (names.SIDECAR_UPSTREAM,),
+        )
         self.bundle_reloads = factory.counter(
             names.METRIC_BUNDLE_RELOADS,
             "{reload}",

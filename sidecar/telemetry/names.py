@@ -79,3 +79,7 @@ DURATION_BUCKETS: Final = (
 TOKEN_BUCKETS: Final = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
+METRIC_RETRIES: Final = "sidecar.upstream.retries"
+METRIC_FALLBACKS: Final = "sidecar.route.fallbacks"
+METRIC_HEDGES: Final = "sidecar.route.hedges"
+METRIC_BREAKER_STATE: Final = "sidecar.upstream.breaker.state"

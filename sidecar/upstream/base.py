@@ -31,7 +31,18 @@ class UpstreamResponse(Protocol):
 
 class Transport(Protocol):
     async def send(
-        self, method: str, path: str, headers: CIMultiDict[str], body: bytes
-    ) -> UpstreamResponse: ...
+        self,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> UpstreamResponse:
+        """`deadline` is loop time; the timeouts, seconds (None: the transport's own)."""
+        ...
 
     async def close(self) -> None: ...

@@ -51,6 +51,15 @@ class ProtocolError(UpstreamError):
     pass
 
 
+class FirstByteTimeout(TimeoutError):
+    """No response head within the first-byte timeout: nothing was received, so a retry
+    is safe."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The call's total deadline passed while waiting for the upstream."""
+
+
 def _bad_header(headers: CIMultiDict[str]) -> str:
     for name, value in headers.items():
         if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
@@ -222,6 +231,8 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0  # raw bytes received while the head is incomplete
         self._header_bytes = 0  # the headers parsed so far
         self._timeout = 0.0
+        self._idle_timeout = 0.0
+        self._deadline: float | None = None  # loop time by which the whole call must end
         self._paused = False
         self._last_rx = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -278,6 +289,11 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:
             return  # an interim response; the real one follows
         self._in_head = False
+        if self._idle_timeout != self._timeout:
+            # From here on, silence is measured against the idle timeout.
+            self._timeout = self._idle_timeout
+            self._cancel_timer()
+            self._arm_at(self._next_check())
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._until_close = "content-length" not in headers and not chunked
         response = Response(self, status, headers)
@@ -302,7 +318,13 @@ class _Connection(asyncio.Protocol):
 
     # --- used by the pool and the response -----------------------------------------------
 
-    def send(self, data: bytes, read_timeout: float) -> asyncio.Future[Response]:
+    def send(
+        self,
+        data: bytes,
+        first_byte_timeout: float,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> asyncio.Future[Response]:
         assert self.transport is not None
         self._response = None
         self._complete = False
@@ -313,27 +335,44 @@ class _Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._head_waiter = waiter = self.loop.create_future()
         self._last_rx = self.loop.time()
-        self._arm(read_timeout)
+        self._timeout = first_byte_timeout
+        self._idle_timeout = first_byte_timeout if idle_timeout is None else idle_timeout
+        self._deadline = deadline
+        self._arm_at(self._next_check())
         self.transport.write(data)
         return waiter
 
-    def _arm(self, timeout: float) -> None:
+    def _next_check(self) -> float:
+        at = self._last_rx + self._timeout
+        deadline = self._deadline
+        return at if deadline is None or deadline > at else deadline
+
+    def _arm_at(self, when: float) -> None:
         """One timer per call, re-armed lazily: a read never pays for a timer reset."""
-        self._timeout = timeout
-        self._timer = self.loop.call_at(self._last_rx + timeout, self._check_silence)
+        self._timer = self.loop.call_at(when, self._check_silence)
 
     def _check_silence(self) -> None:
         self._timer = None
         if self.closed or self._complete:
             return
+        now = self.loop.time()
+        deadline = self._deadline
+        if deadline is not None and now >= deadline:
+            self._error(DeadlineExceeded("the call's deadline passed before the upstream ended"))
+            self.abort()
+            return
         timeout = self._timeout
         if self._paused:  # the reader is slow, not the upstream: look again later
-            self._timer = self.loop.call_later(timeout, self._check_silence)
+            at = now + timeout
+            self._arm_at(at if deadline is None or deadline > at else deadline)
             return
-        if self.loop.time() - self._last_rx < timeout:
-            self._timer = self.loop.call_at(self._last_rx + timeout, self._check_silence)
+        if now - self._last_rx < timeout:
+            self._arm_at(self._next_check())
             return
-        self._error(TimeoutError(f"no data from the upstream for {timeout:g} s"))
+        if self._in_head:
+            self._error(FirstByteTimeout(f"no response from the upstream within {timeout:g} s"))
+        else:
+            self._error(TimeoutError(f"no data from the upstream for {timeout:g} s"))
         self.abort()
 
     def _cancel_timer(self) -> None:
@@ -429,15 +468,35 @@ class Pool:
             raise UpstreamError("a request header is not encodable as Latin-1") from None
 
     async def request(
-        self, method: str, target: str, headers: CIMultiDict[str], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Response:
+        """`deadline` (loop time) bounds the whole call, body included; the timeouts
+        default to the pool's."""
         if self.closed:
             raise ConnectError(f"the pool for {self.host_header} is closed")
         data = self.head(method, target, headers, body) + body
-        conn = self._take_idle() or await self._connect()
+        conn = self._take_idle()
+        if conn is None:
+            timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+            if deadline is not None:
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    raise DeadlineExceeded("the call's deadline passed before connecting")
+                timeout = min(timeout, left)
+            conn = await self._connect(timeout)
         self._active.add(conn)
+        first_byte = self.read_timeout if first_byte_timeout is None else first_byte_timeout
         try:
-            return await conn.send(data, self.read_timeout)
+            return await conn.send(data, first_byte, idle_timeout, deadline)
         except BaseException:
             conn.abort()  # cancelled or failed before the response began: not reusable
             raise
@@ -456,10 +515,10 @@ class Pool:
             return conn
         return None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, limit: float) -> _Connection:
         loop = self.loop
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(limit):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self),
                     self.host,
@@ -469,7 +528,7 @@ class Pool:
                 )
         except TimeoutError:
             raise ConnectError(
-                f"connecting to {self.host_header} timed out after {self.connect_timeout:g} s"
+                f"connecting to {self.host_header} timed out after {limit:g} s"
             ) from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {self.host_header}: {exc}") from exc

@@ -9,9 +9,9 @@ from multidict import CIMultiDict
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.upstream.h1 import Pool, Response
 
-# Until per-route deadlines exist, a connect that takes this long is a dead host,
-# and a silence this long between bytes is a stuck provider (long reasoning
-# models can think for minutes before their first byte).
+# Defaults when a call passes no timeouts of its own (the bundle's `timeouts` do): a
+# connect that takes this long is a dead host, and a silence this long between bytes
+# is a stuck provider (long reasoning models can think for minutes before answering).
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 600.0
 
@@ -33,9 +33,27 @@ class HttpTransport:
         )
 
     async def send(
-        self, method: str, path: str, headers: CIMultiDict[str], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> HttpResponse:
-        return await self._pool.request(method, self._prefix + path, headers, body)
+        return await self._pool.request(
+            method,
+            self._prefix + path,
+            headers,
+            body,
+            connect_timeout=connect_timeout,
+            first_byte_timeout=first_byte_timeout,
+            idle_timeout=idle_timeout,
+            deadline=deadline,
+        )
 
     @property
     def closed(self) -> bool:

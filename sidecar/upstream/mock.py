@@ -79,7 +79,16 @@ class MockTransport:
         return None
 
     async def send(
-        self, method: str, path: str, headers: CIMultiDict[str], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> MockResponse:
         try:
             req: dict[str, Any] = orjson.loads(body) if body else {}

@@ -70,6 +70,9 @@ def sidecar_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["FAKE_KEY"] = OPENAI_KEY
     env["FAKE_ANTHROPIC_KEY"] = ANTHROPIC_KEY
+    # SIGTERM drains for 5 s by default (for a Kubernetes endpoints controller); tests
+    # stop at once unless they test draining itself.
+    env["SIDECAR_DRAIN_DELAY_MS"] = "0"
     if extra:
         env.update(extra)
     return env

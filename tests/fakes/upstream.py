@@ -29,6 +29,9 @@ Controls (plain attributes, change them at any time):
 * ``abort_after_chunks`` -- drop the TCP connection after N text deltas.
 * ``compress``       -- gzip non-streamed JSON replies when the client accepts it,
   as the real providers do (a proxy must not mangle Content-Encoding).
+* ``head_delay``     -- seconds to wait before answering at all (a slow provider);
+  a caller that hangs up meanwhile is counted in ``abandoned``.
+* ``reset_next()``   -- drop the connection, with no response, on the next N requests.
 
 Constructor-only: ``name`` (used in replies and ids), ``models`` (GET /v1/models),
 ``path_prefix`` (serve under e.g. ``/openai/v1/...`` like a gateway would).
@@ -126,6 +129,9 @@ class FakeUpstream:
         self.gate: asyncio.Event | None = None
         self.abort_after_chunks: int | None = None
         self.compress = False
+        self.head_delay = 0.0
+        self.abandoned = 0  # requests whose caller went away during head_delay
+        self._resets = 0
         self.first_chunk_sent = asyncio.Event()
         self.requests: list[RecordedRequest] = []
         self.streams_started = 0
@@ -213,8 +219,13 @@ class FakeUpstream:
             )
         )
 
+    def reset_next(self, times: int = 1) -> None:
+        """Drop the TCP connection without a response on the next ``times`` requests."""
+        self._resets += times
+
     def clear_failures(self) -> None:
         self._forced.clear()
+        self._resets = 0
 
     def reset(self) -> None:
         """Forget recorded requests and signals (controls are kept)."""
@@ -275,6 +286,18 @@ class FakeUpstream:
                 received_at=time.monotonic(),
             )
         )
+        if self._resets > 0:
+            self._resets -= 1
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=500)  # never written: the connection is gone
+        if self.head_delay > 0:
+            deadline = time.monotonic() + self.head_delay
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+                if request.transport is None or request.transport.is_closing():
+                    self.abandoned += 1
+                    return web.Response(status=499)
         if self._forced:
             forced = self._forced[0]
             forced.times -= 1

@@ -1,0 +1,1 @@
+"""Deadlines, retries, circuit breakers, fallbacks and hedging for the provider hop."""

@@ -1,0 +1,139 @@
+"""A circuit breaker per upstream: stop sending to a provider that is down.
+
+Closed: calls pass; failures are counted (consecutive, and as a ratio over a
+rolling window once it holds enough calls). Open: calls fail over at once for
+a delay that doubles each time the provider is found still down. Half-open:
+a bounded number of probe calls decide — all succeed, it closes; one fails, it
+opens again for longer. A success while closed resets the consecutive count.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    consecutive_failures: int = 5
+    failure_ratio: float = 0.5
+    window: float = 30.0  # seconds
+    min_calls: int = 20
+    open_for: float = 5.0  # first open period, seconds; doubles while still down
+    max_open_for: float = 60.0
+    probes: int = 2
+
+
+class Breaker:
+    __slots__ = (
+        "_consecutive",
+        "_events",
+        "_failures_in_window",
+        "_opened_at",
+        "_opens",
+        "_probes_in_flight",
+        "_probes_passed",
+        "name",
+        "policy",
+        "state",
+    )
+
+    def __init__(self, name: str, policy: BreakerPolicy) -> None:
+        self.name = name
+        self.policy = policy
+        self.state = CLOSED
+        self._consecutive = 0
+        self._events: collections.deque[tuple[float, bool]] = collections.deque()
+        self._failures_in_window = 0
+        self._opened_at = 0.0
+        self._opens = 0  # consecutive open periods, for the growing delay
+        self._probes_in_flight = 0
+        self._probes_passed = 0
+
+    def open_for(self) -> float:
+        p = self.policy
+        return float(min(p.max_open_for, p.open_for * 2.0 ** max(0, self._opens - 1)))
+
+    def retry_after(self, now: float | None = None) -> float:
+        """Seconds until the breaker lets a probe through (0 when it would now)."""
+        if self.state != OPEN:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._opened_at + self.open_for() - now)
+
+    def allow(self, now: float | None = None) -> bool:
+        """May a call go to this upstream now? A True in half-open takes a probe slot."""
+        if self.state == CLOSED:
+            return True
+        now = time.monotonic() if now is None else now
+        if self.state == OPEN:
+            if now < self._opened_at + self.open_for():
+                return False
+            self.state = HALF_OPEN
+            self._probes_in_flight = 0
+            self._probes_passed = 0
+        if self._probes_in_flight + self._probes_passed >= self.policy.probes:
+            return False
+        self._probes_in_flight += 1
+        return True
+
+    def record(self, ok: bool, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self.state == HALF_OPEN:
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            if not ok:
+                self._open(now)
+                return
+            self._probes_passed += 1
+            if self._probes_passed >= self.policy.probes:
+                self._close()
+            return
+        if self.state == OPEN:
+            return  # a call that started before the breaker opened
+        self._window(now, ok)
+        if ok:
+            self._consecutive = 0
+            return
+        self._consecutive += 1
+        p = self.policy
+        calls = len(self._events)
+        if self._consecutive >= p.consecutive_failures or (
+            calls >= p.min_calls and self._failures_in_window / calls >= p.failure_ratio
+        ):
+            self._open(now)
+
+    def release(self) -> None:
+        """A call that took a probe slot ended without a verdict (cancelled)."""
+        if self.state == HALF_OPEN:
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+
+    def _window(self, now: float, ok: bool) -> None:
+        events = self._events
+        events.append((now, ok))
+        if not ok:
+            self._failures_in_window += 1
+        horizon = now - self.policy.window
+        while events and events[0][0] < horizon:
+            _, was_ok = events.popleft()
+            if not was_ok:
+                self._failures_in_window -= 1
+
+    def _open(self, now: float) -> None:
+        self.state = OPEN
+        self._opened_at = now
+        self._opens += 1
+        self._consecutive = 0
+        self._events.clear()
+        self._failures_in_window = 0
+
+    def _close(self) -> None:
+        self.state = CLOSED
+        self._opens = 0
+        self._consecutive = 0
+        self._events.clear()
+        self._failures_in_window = 0
