@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy_bench.py
 	$(BIN)/python bench/authz_bench.py
 	$(BIN)/python bench/limits_bench.py
+	$(BIN)/python bench/resilience_bench.py
 	$(BIN)/python bench/guard_bench.py
 	$(BIN)/python bench/guards.py
 

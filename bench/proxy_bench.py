@@ -181,12 +181,19 @@ def _stream_chunks() -> list[bytes]:
     return out
 
 
-def _build_upstream_app() -> web.Application:
+def _build_upstream_app(fail_every: int = 0) -> web.Application:
+    """`fail_every` N > 0: every Nth call gets 503 (a provider having a bad day)."""
     body = _completion_body()
     chunks = _stream_chunks()
+    seen = [0]
 
     async def chat(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        seen[0] += 1
+        if fail_every and seen[0] % fail_every == 0:
+            return web.json_response(
+                {"error": {"message": "overloaded", "type": "server_error"}}, status=503
+            )
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -274,7 +281,7 @@ async def _serve(app: web.Application, port: int, max_seconds: float) -> None:
 
 def _serve_main(role: str, port: int, upstream: str | None, max_seconds: float) -> None:
     if role == "upstream":
-        app = _build_upstream_app()
+        app = _build_upstream_app(int(os.environ.get("BENCH_FAIL_EVERY", "0") or 0))
     else:
         if not upstream:
             raise SystemExit("--upstream-url is required for --serve floor")
@@ -344,11 +351,17 @@ def _spawn(
     return Child(name, proc, log_path, log)
 
 
-def _spawn_helper(role: str, workdir: Path, upstream_url: str | None = None) -> tuple[Child, int]:
+def _spawn_helper(
+    role: str,
+    workdir: Path,
+    upstream_url: str | None = None,
+    env: dict[str, str] | None = None,
+    name: str | None = None,
+) -> tuple[Child, int]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve", role, "--port", "0"]
     if upstream_url:
         argv += ["--upstream-url", upstream_url]
-    child = _spawn(role, argv, workdir, capture_stdout=True)
+    child = _spawn(name or role, argv, workdir, env=env, capture_stdout=True)
     assert child.proc.stdout is not None
     deadline = time.monotonic() + READY_DEADLINE_S
     buf = b""

@@ -479,7 +479,10 @@ class Pipeline:
         )
         hedge = self._hedge_delay(route) if len(targets) > 1 else None
         failure: _Failure | None = None
+        skip = 0  # upstreams a hedge has already asked
         for index, (target, model) in enumerate(targets):
+            if index < skip:
+                continue
             policy = snapshot.policies.get(target.name, DEFAULT_POLICY)
             breaker = self._res.breaker(target, policy) if target.kind == "http" else None
             if breaker is not None and not breaker.allow():
@@ -501,7 +504,7 @@ class Pipeline:
                 return await self._respond(gen, adapter, call, ex, outcome)
             failure = outcome
             if outcome.hedged:
-                break  # both upstreams were asked already
+                skip = 2  # both the first upstream and its hedge failed
         assert failure is not None
         raise failure.error(deadline is not None and loop.time() >= deadline)
 
