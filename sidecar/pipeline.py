@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -485,20 +487,29 @@ class Pipeline:
                 continue
             policy = snapshot.policies.get(target.name, DEFAULT_POLICY)
             breaker = self._res.breaker(target, policy) if target.kind == "http" else None
-            if breaker is not None and not breaker.allow():
+            ticket = breaker.allow() if breaker is not None else 0
+            if ticket is None:
+                assert breaker is not None
                 self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
                 failure = _Failure(target, open_for=breaker.retry_after())
                 continue
-            last = index == len(targets) - 1
             if index > 0:
                 self._m.fallbacks.add(1, (route.name, target.name))
+            attempt = _Attempt(target, model, policy, breaker, ticket)
             if hedge is not None and index == 0:
                 outcome = await self._hedged(
-                    gen, call, headers, ex, route, targets, deadline, hedge
+                    gen, call, headers, ex, route, targets, attempt, deadline, hedge
                 )
             else:
                 outcome = await self._try_upstream(
-                    gen, call, headers, ex, route, target, model, policy, breaker, deadline, last
+                    gen,
+                    call,
+                    headers,
+                    ex,
+                    route,
+                    attempt,
+                    deadline,
+                    partial(self._later_available, gen, targets, index),
                 )
             if isinstance(outcome, _Answer):
                 return await self._respond(gen, adapter, call, ex, outcome)
@@ -506,7 +517,20 @@ class Pipeline:
             if outcome.hedged:
                 skip = 2  # both the first upstream and its hedge failed
         assert failure is not None
+        ex.upstream = failure.target
         raise failure.error(deadline is not None and loop.time() >= deadline)
+
+    def _later_available(
+        self, gen: Generation, targets: list[tuple[UpstreamSpec, str | None]], index: int
+    ) -> bool:
+        """Could an upstream after `index` take the call now? (Its breaker would let it.)"""
+        for target, _ in targets[index + 1 :]:
+            if target.kind != "http":
+                return True
+            policy = gen.snapshot.policies.get(target.name, DEFAULT_POLICY)
+            if self._res.breaker(target, policy).available():
+                return True
+        return False
 
     def _deadline(
         self, policy: UpstreamPolicy, route: Route, headers: Mapping[str, str], ex: Exchange
@@ -539,52 +563,85 @@ class Pipeline:
         ex: Exchange,
         route: Route,
         targets: list[tuple[UpstreamSpec, str | None]],
+        first: _Attempt,
         deadline: float | None,
         delay: float,
     ) -> _Answer | _Failure:
-        """Ask the second upstream too when the first is slow; the first answer wins."""
+        """Ask the second upstream too when the first is slow; the first success wins.
+
+        An error answer waits for the other attempt: it is returned only when that one
+        fails too (and then only the last upstream's, as without hedging).
+        """
         snapshot = gen.snapshot
-        (first, m1), (second, m2) = targets[0], targets[1]
-        p1 = snapshot.policies.get(first.name, DEFAULT_POLICY)
-        p2 = snapshot.policies.get(second.name, DEFAULT_POLICY)
-        b1 = self._res.breaker(first, p1) if first.kind == "http" else None
+        second, m2 = targets[1]
         primary = asyncio.ensure_future(
-            self._try_upstream(gen, call, headers, ex, route, first, m1, p1, b1, deadline, False)
+            self._try_upstream(gen, call, headers, ex, route, first, deadline, lambda: True)
         )
-        done, _ = await asyncio.wait({primary}, timeout=delay)
-        if done:
-            return primary.result()
-        budget = self._res.budget(first, p1) if first.kind == "http" else None
-        b2 = self._res.breaker(second, p2) if second.kind == "http" else None
-        if (budget is not None and not budget.try_spend()) or (b2 is not None and not b2.allow()):
-            return await primary
-        self._m.hedges.add(1, (route.name,))
-        backup = asyncio.ensure_future(
-            self._try_upstream(gen, call, headers, ex, route, second, m2, p2, b2, deadline, False)
-        )
-        pending = {primary, backup}
-        result: _Answer | _Failure | None = None
+        tasks: set[asyncio.Future[_Answer | _Failure]] = {primary}
         try:
-            while pending and not isinstance(result, _Answer):
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    outcome = task.result() if not task.cancelled() else None
-                    if isinstance(outcome, _Answer) and not isinstance(result, _Answer):
-                        result = outcome
-                    elif isinstance(outcome, _Answer):
-                        outcome.discard()  # a second answer in the same instant
-                    elif outcome is not None and result is None:
-                        result = outcome
+            done, _ = await asyncio.wait({primary}, timeout=delay)
+            if done:
+                return primary.result()
+            p2 = snapshot.policies.get(second.name, DEFAULT_POLICY)
+            budget = self._res.budget(first.target, first.policy) if first.breaker else None
+            b2 = self._res.breaker(second, p2) if second.kind == "http" else None
+            if budget is not None and not budget.try_spend():
+                return await primary
+            ticket = b2.allow() if b2 is not None else 0
+            if ticket is None:
+                return await primary
+            self._m.hedges.add(1, (route.name,))
+            backup = asyncio.ensure_future(
+                self._try_upstream(
+                    gen,
+                    call,
+                    headers,
+                    ex,
+                    route,
+                    _Attempt(second, m2, p2, b2, ticket),
+                    deadline,
+                    lambda: self._later_available(gen, targets, 1),
+                )
+            )
+            tasks.add(backup)
+            pending: set[asyncio.Future[_Answer | _Failure]] = {primary, backup}
+            done_set: set[asyncio.Future[_Answer | _Failure]]
+            held: _Answer | None = None  # an error answer, kept while the other runs
+            failure: _Failure | None = None
+            while pending:
+                done_set, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done_set:
+                    outcome = task.result()
+                    if isinstance(outcome, _Answer) and outcome.resp.status < 400:
+                        if held is not None:
+                            held.discard()
+                        for other in done_set - {task}:
+                            late = other.result()
+                            if isinstance(late, _Answer):
+                                late.discard()  # a second answer in the same instant
+                        return outcome
+                    if isinstance(outcome, _Answer):
+                        if held is None or task is backup:
+                            if held is not None:
+                                held.discard()
+                            held = outcome
+                        else:
+                            outcome.discard()
+                    elif failure is None or task is backup:
+                        failure = outcome
+            if held is not None:
+                return held
+            assert failure is not None
+            failure.hedged = True
+            return failure
         finally:
-            for task in pending:
-                task.cancel()  # the loser: its request is abandoned, its connection closed
-            for task in pending:
-                with contextlib.suppress(BaseException):
-                    await task
-        assert result is not None
-        if isinstance(result, _Failure):
-            result.hedged = True
-        return result
+            for task in tasks:
+                if not task.done():
+                    task.cancel()  # the loser, or everything if the caller went away
+            for task in tasks:
+                if not task.done():
+                    with contextlib.suppress(BaseException):
+                        await task
 
     async def _try_upstream(
         self,
@@ -593,18 +650,22 @@ class Pipeline:
         headers: Mapping[str, str],
         ex: Exchange,
         route: Route,
-        target: UpstreamSpec,
-        model: str | None,
-        policy: UpstreamPolicy,
-        breaker: Breaker | None,
+        first: _Attempt,
         deadline: float | None,
-        last: bool,
+        has_next: Callable[[], bool],
     ) -> _Answer | _Failure:
-        """Attempts on one upstream, with retries; an answer to relay, or why it failed."""
+        """Attempts on one upstream, with retries; an answer to relay, or why it failed.
+
+        A plain reply's body is read here, so a connection that breaks mid-body is
+        retried like a reset: nothing has reached the caller yet.
+        """
         assert ex.span is not None
         loop = asyncio.get_running_loop()
+        target, policy, breaker = first.target, first.policy, first.breaker
+        ticket: int | None = first.ticket
         transport = gen.transports[target.name]
         budget = self._res.budget(target, policy) if target.kind == "http" else None
+        model = first.model
         raw = call.raw if model is None or model == call.model else _with_model(call, model)
         retry, t = policy.retry, policy.timeouts
         tries = 0
@@ -612,6 +673,8 @@ class Pipeline:
             budget.record_call()
         while True:
             if deadline is not None and loop.time() >= deadline:
+                if breaker is not None:
+                    breaker.release(ticket)
                 return _Failure(target, exc=DeadlineExceeded("the call's deadline passed"))
             attempt = self._attempt_span(ex, target, call, ex.attempts)
             ex.attempts += 1
@@ -619,6 +682,8 @@ class Pipeline:
             propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
             out_headers = upstream_headers(headers, target, trace_headers)
             started = loop.time()
+            resp: UpstreamResponse | None = None
+            body: bytes | None = None
             try:
                 resp = await transport.send(
                     "POST",
@@ -630,19 +695,26 @@ class Pipeline:
                     idle_timeout=t.idle,
                     deadline=deadline,
                 )
+                failing = _failing(resp.status, retry, route)
+                if not failing and not _streams(resp, call):
+                    body = await resp.read()
             except asyncio.CancelledError:
                 _end_error(attempt, None, "cancelled")
+                if resp is not None:
+                    resp.close()
                 if breaker is not None:
-                    breaker.release()
+                    breaker.release(ticket)
                 raise
             except (OSError, TimeoutError) as exc:
                 _end_error(attempt, exc)
+                if resp is not None:
+                    resp.close()
                 if isinstance(exc, DeadlineExceeded):
                     if breaker is not None:
-                        breaker.release()
+                        breaker.release(ticket)
                     return _Failure(target, exc=exc)
                 if breaker is not None:
-                    breaker.record(False)
+                    breaker.record(False, ticket=ticket)
                     self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
                 reason = _failure_reason(exc)
                 retryable = (
@@ -655,19 +727,20 @@ class Pipeline:
                     self._m.retries.add(1, (target.name, reason))
                     await asyncio.sleep(wait)
                     tries += 1
-                    if breaker is not None and not breaker.allow():
+                    ticket = breaker.allow() if breaker is not None else 0
+                    if ticket is None:
+                        assert breaker is not None
                         return _Failure(target, open_for=breaker.retry_after())
                     continue
                 return _Failure(target, exc=exc)
             status = resp.status
             if tries == 0 and target.name == route.upstream:
                 self._res.record_latency(route.name, loop.time() - started)
-            failed = status >= 500 or status == 429
             if breaker is not None:
                 # A 429 is a busy provider, not a dead one: it does not trip the breaker.
-                breaker.record(status < 500)
+                breaker.record(status < 500, ticket=ticket)
                 self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
-            if failed:
+            if failing:
                 hint, allowed = _retry_hints(resp.headers)
                 retryable = status in retry.statuses and allowed
                 wait = self._retry_wait(retry, tries, hint, budget, deadline, retryable)
@@ -677,14 +750,16 @@ class Pipeline:
                     self._m.retries.add(1, (target.name, str(status)))
                     await asyncio.sleep(wait)
                     tries += 1
-                    if breaker is not None and not breaker.allow():
+                    ticket = breaker.allow() if breaker is not None else 0
+                    if ticket is None:
+                        assert breaker is not None
                         return _Failure(target, open_for=breaker.retry_after())
                     continue
-                if not last and status in route.fallback_on:
+                if status in route.fallback_on and has_next():
                     resp.close()
                     _end_attempt(attempt, status)
                     return _Failure(target, status=status)
-            return _Answer(target, attempt, resp)
+            return _Answer(target, attempt, resp, body)
 
     def _retry_wait(
         self,
@@ -698,6 +773,8 @@ class Pipeline:
         """How long to back off before the next attempt, or None: no retry."""
         if not retryable or tries + 1 >= retry.attempts:
             return None
+        if hint is not None and hint > retry.max_backoff:
+            return None  # the provider asks for longer than this upstream's retries wait
         wait = retry.delay(tries, hint, self._rng)
         if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
             return None  # the wait alone would outlast the deadline
@@ -737,8 +814,7 @@ class Pipeline:
         # The SDKs read the body by what they asked for, not by its label: a streamed
         # call's success is a stream and a plain call's success is JSON, whatever the
         # Content-Type says, so the tool gate and the guards read it that way too.
-        ctype = resp.headers.get("content-type", "")
-        if ctype.startswith("text/event-stream") or (call.stream and resp.status < 300):
+        if _streams(resp, call):
             down.extend(self.sidecar_headers(ex))
             editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
             relay = self._relay(adapter, call, ex, resp, attempt, editor)
@@ -752,11 +828,13 @@ class Pipeline:
                     self._finish(ex, call, Usage(), resp.status, error_type="cancelled")
 
             return StreamReply(resp.status, down, relay, done)
-        try:
-            body = await resp.read()
-        except BaseException as exc:
-            _end_error(attempt, exc)
-            raise _upstream_failure(spec, exc) from exc
+        body = answer.body
+        if body is None:
+            try:
+                body = await resp.read()
+            except BaseException as exc:
+                _end_error(attempt, exc)
+                raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
         is_json = resp.status < 300
         if ex.tool_gate is not None and is_json:
@@ -800,12 +878,23 @@ class Pipeline:
         drop_usage = ex.drop_usage_chunk and resp.status < 300
         aligned = gate is not None or editor is not None or drop_usage
         aligner = EventAligner() if aligned else None
+        held = b""
         guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
         guard_error: SidecarError | None = None
         try:
             async for chunk in resp.chunks():
                 observer.feed(chunk)
-                if aligner is not None:
+                if aligner is None:
+                    # Pass whole events only (one search per chunk): a stream that breaks
+                    # mid-event then ends with an error event the SDK can still read.
+                    if held:
+                        chunk = held + chunk
+                    end = _event_end(chunk)
+                    held = chunk[end:]
+                    chunk = chunk[:end]
+                    if not chunk:
+                        continue
+                else:
                     chunk = aligner.feed(chunk)
                     violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
                     if violations:
@@ -844,6 +933,8 @@ class Pipeline:
                         ),
                     )
                 yield chunk
+            if held:
+                yield held  # the upstream ended without closing its last event
             if aligner is not None:
                 rest = aligner.flush()
                 if editor is not None:
@@ -1010,12 +1101,24 @@ _BREAKER_CODES = {CLOSED: 0.0, HALF_OPEN: 1.0, OPEN: 2.0}
 
 
 @dataclass(slots=True)
+class _Attempt:
+    """An upstream to try, with its policy and the breaker ticket that admitted the call."""
+
+    target: UpstreamSpec
+    model: str | None
+    policy: UpstreamPolicy
+    breaker: Breaker | None
+    ticket: int
+
+
+@dataclass(slots=True)
 class _Answer:
     """An upstream's response head, to be relayed (success, or the error passed through)."""
 
     target: UpstreamSpec
     attempt: Span
     resp: UpstreamResponse
+    body: bytes | None = None  # a plain reply's body, already read
 
     def discard(self) -> None:
         self.resp.close()
@@ -1057,8 +1160,30 @@ class _Failure:
         )
 
 
+def _event_end(chunk: bytes) -> int:
+    """Where the last complete SSE event in `chunk` ends (0: none is complete)."""
+    lf = chunk.rfind(b"\n\n")
+    crlf = chunk.rfind(b"\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+
+
+def _streams(resp: UpstreamResponse, call: Call) -> bool:
+    """The SDKs read the body by what they asked for, not by its label: a streamed call's
+    success is a stream and a plain call's success is JSON, whatever the Content-Type
+    says, so the tool gate and the guards read it that way too."""
+    ctype = resp.headers.get("content-type", "")
+    return ctype.startswith("text/event-stream") or (call.stream and resp.status < 300)
+
+
+def _failing(status: int, retry: RetryPolicy, route: Route) -> bool:
+    """A status the upstream may be retried or fallen back on."""
+    return status >= 500 or status == 429 or status in retry.statuses or status in route.fallback_on
+
+
 def _caller_timeout(headers: Mapping[str, str]) -> float | None:
-    """The caller's own deadline: `x-sidecar-timeout-ms`, or the SDKs' `x-stainless-timeout`."""
+    """The caller's own deadline: the shorter of `x-sidecar-timeout-ms` and the SDKs'
+    `x-stainless-timeout`; values that are not positive numbers are ignored."""
+    found: float | None = None
     for name, scale in (("x-sidecar-timeout-ms", 0.001), ("x-stainless-timeout", 1.0)):
         value = headers.get(name)
         if value:
@@ -1066,9 +1191,9 @@ def _caller_timeout(headers: Mapping[str, str]) -> float | None:
                 seconds = float(value) * scale
             except ValueError:
                 continue
-            if seconds > 0 and math.isfinite(seconds):
-                return seconds
-    return None
+            if seconds > 0 and math.isfinite(seconds) and (found is None or seconds < found):
+                found = seconds
+    return found
 
 
 def _retry_hints(headers: Mapping[str, str]) -> tuple[float | None, bool]:
@@ -1076,13 +1201,22 @@ def _retry_hints(headers: Mapping[str, str]) -> tuple[float | None, bool]:
     allowed = headers.get("x-should-retry", "").strip().lower() != "false"
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
-        if value:
-            try:
-                seconds = float(value) * scale
-            except ValueError:
-                continue  # an HTTP date: not worth parsing for a back-off
-            if seconds >= 0 and math.isfinite(seconds):
-                return seconds, allowed
+        if not value:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            if name != "retry-after":
+                continue
+            try:  # RFC 9110 also allows an HTTP date
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            if when.tzinfo is None:
+                continue
+            seconds = max(0.0, when.timestamp() - time.time())
+        if seconds >= 0 and math.isfinite(seconds):
+            return seconds, allowed
     return None, allowed
 
 
@@ -1157,6 +1291,12 @@ def _upstream_failure(
 ) -> SidecarError:
     name = spec.name if spec else "?"
     where = "while streaming the response" if midstream else ""
+    if isinstance(exc, DeadlineExceeded):
+        return SidecarError(
+            ErrorKind.TIMEOUT,
+            f"the call's deadline passed {where or 'before an upstream answered'}",
+            code="deadline_exceeded",
+        )
     if isinstance(exc, TimeoutError):
         return SidecarError(
             ErrorKind.TIMEOUT,

@@ -34,6 +34,7 @@ class Breaker:
         "_consecutive",
         "_events",
         "_failures_in_window",
+        "_generation",
         "_opened_at",
         "_opens",
         "_probes_in_flight",
@@ -54,6 +55,9 @@ class Breaker:
         self._opens = 0  # consecutive open periods, for the growing delay
         self._probes_in_flight = 0
         self._probes_passed = 0
+        # Bumped on every change of state: a call's verdict counts only in the state it
+        # was admitted in (a call begun while closed is no probe of a half-open breaker).
+        self._generation = 1
 
     def open_for(self) -> float:
         p = self.policy
@@ -66,23 +70,38 @@ class Breaker:
         now = time.monotonic() if now is None else now
         return max(0.0, self._opened_at + self.open_for() - now)
 
-    def allow(self, now: float | None = None) -> bool:
-        """May a call go to this upstream now? A True in half-open takes a probe slot."""
+    def allow(self, now: float | None = None) -> int | None:
+        """May a call go to this upstream now? A ticket for `record`, or None.
+
+        In half-open, a ticket takes a probe slot.
+        """
+        if self.state == CLOSED:
+            return self._generation
+        now = time.monotonic() if now is None else now
+        if self.state == OPEN:
+            if now < self._opened_at + self.open_for():
+                return None
+            self.state = HALF_OPEN
+            self._generation += 1
+            self._probes_in_flight = 0
+            self._probes_passed = 0
+        if self._probes_in_flight + self._probes_passed >= self.policy.probes:
+            return None
+        self._probes_in_flight += 1
+        return self._generation
+
+    def available(self, now: float | None = None) -> bool:
+        """Would `allow` let a call through now? (Takes nothing.)"""
         if self.state == CLOSED:
             return True
         now = time.monotonic() if now is None else now
         if self.state == OPEN:
-            if now < self._opened_at + self.open_for():
-                return False
-            self.state = HALF_OPEN
-            self._probes_in_flight = 0
-            self._probes_passed = 0
-        if self._probes_in_flight + self._probes_passed >= self.policy.probes:
-            return False
-        self._probes_in_flight += 1
-        return True
+            return now >= self._opened_at + self.open_for()
+        return self._probes_in_flight + self._probes_passed < self.policy.probes
 
-    def record(self, ok: bool, now: float | None = None) -> None:
+    def record(self, ok: bool, now: float | None = None, ticket: int | None = None) -> None:
+        if ticket is not None and ticket != self._generation:
+            return  # admitted under an earlier state: no verdict on this one
         now = time.monotonic() if now is None else now
         if self.state == HALF_OPEN:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
@@ -107,8 +126,10 @@ class Breaker:
         ):
             self._open(now)
 
-    def release(self) -> None:
+    def release(self, ticket: int | None = None) -> None:
         """A call that took a probe slot ended without a verdict (cancelled)."""
+        if ticket is not None and ticket != self._generation:
+            return
         if self.state == HALF_OPEN:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
 
@@ -125,6 +146,7 @@ class Breaker:
 
     def _open(self, now: float) -> None:
         self.state = OPEN
+        self._generation += 1
         self._opened_at = now
         self._opens += 1
         self._consecutive = 0
@@ -133,6 +155,7 @@ class Breaker:
 
     def _close(self) -> None:
         self.state = CLOSED
+        self._generation += 1
         self._opens = 0
         self._consecutive = 0
         self._events.clear()

@@ -141,9 +141,10 @@ class Sidecar:
         self.decision_log.flush()  # on the loop, where lines are gathered
         await asyncio.to_thread(self.decision_log.close)
 
-    async def drain(self) -> None:
+    async def drain(self, interrupted: asyncio.Event | None = None) -> None:
         """SIGTERM: report not ready at once, keep accepting while the endpoints controller
-        notices (`drain_delay`), then stop accepting and let calls in flight finish."""
+        notices (`drain_delay`), then stop accepting and let calls in flight finish.
+        `interrupted` (SIGINT) cuts the delay short."""
         self.serving = False
         log.info(
             "draining",
@@ -152,7 +153,10 @@ class Sidecar:
                 "grace_s": self.settings.shutdown_grace,
             },
         )
-        await asyncio.sleep(self.settings.drain_delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                (interrupted or asyncio.Event()).wait(), self.settings.drain_delay
+            )
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,18 +169,24 @@ class Sidecar:
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
+        interrupted = asyncio.Event()
+
         def on_term() -> None:
             graceful.set()
             done.set()
 
+        def on_int() -> None:
+            interrupted.set()
+            done.set()
+
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         loop.add_signal_handler(signal.SIGTERM, on_term)
-        loop.add_signal_handler(signal.SIGINT, done.set)
+        loop.add_signal_handler(signal.SIGINT, on_int)
         try:
             await self.start()
             await done.wait()
-            if graceful.is_set():
-                await self.drain()
+            if graceful.is_set() and not interrupted.is_set():
+                await self.drain(interrupted)
             log.info("stopping")
         finally:
             await self.stop()

@@ -51,6 +51,10 @@ class ProtocolError(UpstreamError):
     pass
 
 
+class ConnectTimeout(ConnectError, TimeoutError):
+    """No connection within the connect timeout."""
+
+
 class FirstByteTimeout(TimeoutError):
     """No response head within the first-byte timeout: nothing was received, so a retry
     is safe."""
@@ -527,7 +531,7 @@ class Pool:
                     server_hostname=self.host if self.ssl else None,
                 )
         except TimeoutError:
-            raise ConnectError(
+            raise ConnectTimeout(
                 f"connecting to {self.host_header} timed out after {limit:g} s"
             ) from None
         except OSError as exc:

@@ -29,6 +29,7 @@ from sidecar.adapters import openai as openai_adapter
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.call import Text
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.upstream.h1 import DeadlineExceeded
 
 _JSON = {"content-type": "application/json"}
 _SSE = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
@@ -49,6 +50,7 @@ class MockResponse:
         self._body = body
         self._events = events
         self._delay = delay
+        self.deadline: float | None = None  # loop time; a stream past it fails like a real one
 
     async def read(self) -> bytes:
         if self._events is not None:
@@ -59,9 +61,12 @@ class MockResponse:
         if self._events is None:
             yield self._body
             return
+        loop = asyncio.get_running_loop()
         for i, event in enumerate(self._events):
             if i and self._delay:
                 await asyncio.sleep(self._delay)
+            if self.deadline is not None and loop.time() >= self.deadline:
+                raise DeadlineExceeded("the call's deadline passed before the upstream ended")
             yield event
 
     def release(self) -> None:
@@ -103,7 +108,9 @@ class MockTransport:
                 else openai_adapter.ADAPTER
             )
             return MockResponse(404, _JSON, adapter.error_body(err))
-        return handler(req, self.spec.chunk_delay)
+        response = handler(req, self.spec.chunk_delay)
+        response.deadline = deadline
+        return response
 
 
 # --- helpers -----------------------------------------------------------------------------
