@@ -109,6 +109,7 @@ class Pipeline:
         self._res = resilience or ResilienceState()
         self.resilience = self._res
         self._rng = random.Random()
+        self._published: dict[str, str] = {}  # breaker states last sent to the gauge
         m = self._m
         self._limiter = Limiter(
             self.limit_stores,
@@ -490,7 +491,7 @@ class Pipeline:
             ticket = breaker.allow() if breaker is not None else 0
             if ticket is None:
                 assert breaker is not None
-                self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+                self._publish(breaker)
                 failure = _Failure(target, open_for=breaker.retry_after())
                 continue
             if index > 0:
@@ -519,6 +520,12 @@ class Pipeline:
         assert failure is not None
         ex.upstream = failure.target
         raise failure.error(deadline is not None and loop.time() >= deadline)
+
+    def _publish(self, breaker: Breaker) -> None:
+        """The breaker's state to its gauge, when it changed."""
+        if self._published.get(breaker.name) != breaker.state:
+            self._published[breaker.name] = breaker.state
+            self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (breaker.name,))
 
     def _later_available(
         self, gen: Generation, targets: list[tuple[UpstreamSpec, str | None]], index: int
@@ -677,6 +684,8 @@ class Pipeline:
                     breaker.release(ticket)
                 return _Failure(target, exc=DeadlineExceeded("the call's deadline passed"))
             attempt = self._attempt_span(ex, target, call, ex.attempts)
+            if self._recording and breaker is not None:
+                attempt.set_attribute(names.SIDECAR_BREAKER_STATE, breaker.state)
             ex.attempts += 1
             trace_headers: dict[str, str] = {}
             propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
@@ -715,7 +724,7 @@ class Pipeline:
                     return _Failure(target, exc=exc)
                 if breaker is not None:
                     breaker.record(False, ticket=ticket)
-                    self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+                    self._publish(breaker)
                 reason = _failure_reason(exc)
                 retryable = (
                     (reason == "connect" and retry.on_connect)
@@ -739,7 +748,7 @@ class Pipeline:
             if breaker is not None:
                 # A 429 is a busy provider, not a dead one: it does not trip the breaker.
                 breaker.record(status < 500, ticket=ticket)
-                self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (target.name,))
+                self._publish(breaker)
             if failing:
                 hint, allowed = _retry_hints(resp.headers)
                 retryable = status in retry.statuses and allowed

@@ -9,7 +9,6 @@ opens again for longer. A success while closed resets the consecutive count.
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass
 
@@ -31,14 +30,15 @@ class BreakerPolicy:
 
 class Breaker:
     __slots__ = (
+        "_calls",
         "_consecutive",
-        "_events",
-        "_failures_in_window",
+        "_failures",
         "_generation",
         "_opened_at",
         "_opens",
         "_probes_in_flight",
         "_probes_passed",
+        "_stamps",
         "name",
         "policy",
         "state",
@@ -49,8 +49,11 @@ class Breaker:
         self.policy = policy
         self.state = CLOSED
         self._consecutive = 0
-        self._events: collections.deque[tuple[float, bool]] = collections.deque()
-        self._failures_in_window = 0
+        # The rolling window in one-second buckets: constant memory at any call rate.
+        size = max(1, int(policy.window))
+        self._stamps = [-1] * size
+        self._calls = [0] * size
+        self._failures = [0] * size
         self._opened_at = 0.0
         self._opens = 0  # consecutive open periods, for the growing delay
         self._probes_in_flight = 0
@@ -120,10 +123,11 @@ class Breaker:
             return
         self._consecutive += 1
         p = self.policy
-        calls = len(self._events)
-        if self._consecutive >= p.consecutive_failures or (
-            calls >= p.min_calls and self._failures_in_window / calls >= p.failure_ratio
-        ):
+        if self._consecutive >= p.consecutive_failures:
+            self._open(now)
+            return
+        calls, failures = self._totals(now)
+        if calls >= p.min_calls and failures / calls >= p.failure_ratio:
             self._open(now)
 
     def release(self, ticket: int | None = None) -> None:
@@ -134,15 +138,32 @@ class Breaker:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
 
     def _window(self, now: float, ok: bool) -> None:
-        events = self._events
-        events.append((now, ok))
+        if len(self._stamps) != max(1, int(self.policy.window)):
+            self._reset_window()  # a reload changed the window
+        second = int(now)
+        i = second % len(self._stamps)
+        if self._stamps[i] != second:
+            self._stamps[i] = second
+            self._calls[i] = 0
+            self._failures[i] = 0
+        self._calls[i] += 1
         if not ok:
-            self._failures_in_window += 1
-        horizon = now - self.policy.window
-        while events and events[0][0] < horizon:
-            _, was_ok = events.popleft()
-            if not was_ok:
-                self._failures_in_window -= 1
+            self._failures[i] += 1
+
+    def _totals(self, now: float) -> tuple[int, int]:
+        horizon = int(now) - len(self._stamps)
+        calls = failures = 0
+        for stamp, c, f in zip(self._stamps, self._calls, self._failures, strict=True):
+            if stamp > horizon:
+                calls += c
+                failures += f
+        return calls, failures
+
+    def _reset_window(self) -> None:
+        size = max(1, int(self.policy.window))
+        self._stamps = [-1] * size
+        self._calls = [0] * size
+        self._failures = [0] * size
 
     def _open(self, now: float) -> None:
         self.state = OPEN
@@ -150,13 +171,11 @@ class Breaker:
         self._opened_at = now
         self._opens += 1
         self._consecutive = 0
-        self._events.clear()
-        self._failures_in_window = 0
+        self._reset_window()
 
     def _close(self) -> None:
         self.state = CLOSED
         self._generation += 1
         self._opens = 0
         self._consecutive = 0
-        self._events.clear()
-        self._failures_in_window = 0
+        self._reset_window()

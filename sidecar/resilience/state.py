@@ -29,14 +29,16 @@ class ResilienceState:
         found = self._breakers.get(key)
         if found is None:
             found = self._breakers[key] = Breaker(spec.name, policy.breaker)
-        elif found.policy != policy.breaker:
+        elif found.policy is not policy.breaker and found.policy != policy.breaker:
             found.policy = policy.breaker  # a reload changed the thresholds; keep the state
         return found
 
     def budget(self, spec: UpstreamSpec, policy: UpstreamPolicy) -> RetryBudget:
         key = (spec.name, spec.origin)
         found = self._budgets.get(key)
-        if found is None or found.policy != policy.retry.budget:
+        if found is None or (
+            found.policy is not policy.retry.budget and found.policy != policy.retry.budget
+        ):
             found = self._budgets[key] = RetryBudget(policy.retry.budget)
         return found
 

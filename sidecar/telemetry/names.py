@@ -62,6 +62,7 @@ SPAN_GUARD_INPUT: Final = "guard.input"
 SPAN_GUARD_OUTPUT: Final = "guard.output"
 SPAN_GUARD_TOOL: Final = "guard.tool"
 SPAN_LIMITS_CHECK: Final = "limits.check"
+SIDECAR_BREAKER_STATE: Final = "sidecar.breaker.state"  # the upstream's breaker, at the attempt
 SIDECAR_LIMIT_RESULT: Final = "sidecar.limit.result"  # admitted | rejected | error | none
 SIDECAR_LIMIT_RULES: Final = "sidecar.limit.rules"
 SIDECAR_LIMIT_STORE_ERROR: Final = "sidecar.limit.store_error"

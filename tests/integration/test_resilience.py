@@ -144,6 +144,7 @@ async def test_retries_ride_out_a_burst_of_failures(
     attempts = [s for s in sc.finished() if s.name == "POST fake"]
     counts = [(s.attributes or {}).get("http.request.resend_count") for s in attempts]
     assert counts == [None, 1, 2]
+    assert all((s.attributes or {})["sidecar.breaker.state"] == "closed" for s in attempts)
 
 
 async def test_retry_after_is_honoured_and_x_should_retry_false_is_obeyed(
