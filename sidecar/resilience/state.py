@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 
 from sidecar.bundle.snapshot import UpstreamSpec
-from sidecar.resilience.breaker import Breaker
+from sidecar.resilience.breaker import HALF_OPEN, OPEN, Breaker
 from sidecar.resilience.budget import RetryBudget
 from sidecar.resilience.policy import UpstreamPolicy
 
@@ -43,8 +43,12 @@ class ResilienceState:
         return found
 
     def breakers(self) -> dict[str, str]:
-        """Upstream name -> breaker state, for /readyz and metrics."""
-        return {b.name: b.state for b in self._breakers.values()}
+        """Upstream name -> breaker state, for /readyz. An open breaker whose period has
+        passed reads half-open: the next call to it is a probe."""
+        return {
+            b.name: HALF_OPEN if b.state == OPEN and b.retry_after() == 0 else b.state
+            for b in self._breakers.values()
+        }
 
     def record_latency(self, route: str, seconds: float) -> None:
         samples = self._latency.get(route)

@@ -206,6 +206,7 @@ async def test_the_breaker_opens_half_opens_and_closes(
         assert err.response.headers["retry-after"] == "1"
         assert elapsed < 0.1 and len(fake.requests) == 3  # failed at once, nothing sent
         await asyncio.sleep(0.35)
+        assert (await breaker_state(sc))["fake"] == "half_open"  # the next call probes
         await chat(c)  # the probe: the upstream healed
         assert (await breaker_state(sc))["fake"] == "closed"
         await chat(c)
