@@ -87,6 +87,7 @@ class Exchange:
     drop_usage_chunk: bool = False  # usage was asked for upstream on the sidecar's behalf
     limit_refused: str | None = None  # the rule that refused the call
     relay_started: bool = False  # the stream relay ran (and so closes its own books)
+    reply_body: tuple[Adapter, bytes] | None = None  # a plain success, before output stages
     attempts: int = 0  # upstream attempts made, retries and fallbacks included
     deadline_s: float | None = None  # the call's total deadline, when one applies
 
@@ -156,7 +157,11 @@ class Pipeline:
             return await self._forward(gen, adapter, call, headers, ex, route, spec)
         except SidecarError as err:
             reply = self.error(adapter, err, ex)
-            self._finish(ex, call, Usage(), reply.status, error_type=err.kind.value)
+            # A reply refused after the provider made it (a guard, the tool gate) still
+            # cost what the provider reported: account for it.
+            self._finish(
+                ex, call, Usage(), reply.status, error_type=err.kind.value, body=ex.reply_body
+            )
             return reply
         except BaseException as exc:
             self._finish(ex, call, Usage(), 500, error_type=type(exc).__qualname__)
@@ -172,6 +177,12 @@ class Pipeline:
         if err.retryable is not None:
             headers["x-should-retry"] = "true" if err.retryable else "false"
         return Reply(err.status, headers, adapter.error_body(err))
+
+    def _drop_provider_limits(self, ex: Exchange, down: CIMultiDict[str]) -> None:
+        """Our rate-limit headers replace the provider's of the same names (one value each)."""
+        if ex.limit_headers:
+            for name, _ in ex.limit_headers:
+                down.popall(name, None)
 
     def sidecar_headers(self, ex: Exchange) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
@@ -823,6 +834,7 @@ class Pipeline:
         # The SDKs read the body by what they asked for, not by its label: a streamed
         # call's success is a stream and a plain call's success is JSON, whatever the
         # Content-Type says, so the tool gate and the guards read it that way too.
+        self._drop_provider_limits(ex, down)
         if _streams(resp, call):
             down.extend(self.sidecar_headers(ex))
             editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
@@ -846,6 +858,8 @@ class Pipeline:
                 raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
         is_json = resp.status < 300
+        if is_json:
+            ex.reply_body = (adapter, body)
         if ex.tool_gate is not None and is_json:
             violations = response_violations(adapter, call.path, body, ex.tool_gate)
             if violations:
@@ -1012,6 +1026,9 @@ class Pipeline:
         if body is not None:
             usage = body[0].usage_from_body(call.path, body[1])
         if ex.admission is not None:
+            if body is not None and usage.output_tokens is None and ex.admission.spends:
+                # No usage reported: charge the reply's text, as for a stream.
+                ex.admission.produced_chars = streamed_text_chars(body[1])
             self._limiter.settle(ex.admission, usage, status)
         up = ex.upstream
         attrs = (

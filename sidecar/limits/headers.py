@@ -7,6 +7,7 @@ limits in the same words makes that logic work against the sidecar's rules.
 
 from __future__ import annotations
 
+import math
 import time
 
 from sidecar.call import Provider
@@ -32,7 +33,7 @@ def rate_limit_headers(entries: list[Entry], provider: Provider | None) -> list[
             name = dim
             if dim == "tokens" and entry.rule.token_count != "total":
                 name = f"{entry.rule.token_count}-tokens"
-            reset = _rfc3339(time.time() + outcome.reset_after)
+            reset = _rfc3339(math.ceil(time.time() + outcome.reset_after))  # never early
             out += [
                 (f"anthropic-ratelimit-{name}-limit", limit),
                 (f"anthropic-ratelimit-{name}-remaining", remaining),
@@ -56,13 +57,12 @@ def _tighter(a: Entry, b: Entry) -> bool:
 
 def duration(seconds: float) -> str:
     """OpenAI's spelling: `20ms`, `1.5s`, `6m0s`, `1h2m3s`."""
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, _ = divmod(rest, 60)
-    secs = seconds - hours * 3600 - minutes * 60
-    text = f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    ms = max(0, round(seconds * 1000))  # rounded once, so 59.9996 s carries to 1m0s
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    text = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
     if hours:
         return f"{hours}h{minutes}m{text}"
     if minutes:

@@ -94,9 +94,12 @@ class LimitStores:
         key = (settings.url, settings.timeout, settings.cluster)
         store = self._redis.get(key)
         if store is None:
-            store = self._redis[key] = RedisStore(
-                settings.url, settings.timeout, cluster=settings.cluster
-            )
+            try:
+                store = RedisStore(settings.url, settings.timeout, cluster=settings.cluster)
+            except (ValueError, TypeError) as exc:
+                log.error("cannot use the Redis URL", extra={"error": str(exc)})
+                return None
+            self._redis[key] = store
         return store
 
     def redis_stores(self) -> list[RedisStore]:
@@ -113,7 +116,11 @@ class LimitStores:
 
     async def close(self) -> None:
         if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+            # Settlements finish; a compensation still waiting for Redis is given up.
+            _, pending = await asyncio.wait(set(self._settling), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         for store in self._redis.values():
             await store.close()
         self._redis.clear()
@@ -154,8 +161,9 @@ class Limiter:
             return None
         adm = Admission(member, rules=tuple([r.id for r in rules]))
         priced = False
+        free = call.operation == "count_tokens"  # counting tokens is free at the provider
         for r in rules:
-            if r.spends:
+            if r.spends and not free:
                 adm.spends = True
                 priced = priced or r.cost is not None
         if adm.spends:
@@ -213,6 +221,8 @@ class Limiter:
                 checked = await store.check(entries, adm.member)
             except StoreUnavailable as exc:
                 problem = str(exc)
+                if exc.maybe_ran:
+                    self.stores.spawn(store.compensate(list(entries), adm.member))
         if checked is not None:
             adm.redis, adm.redis_store = entries, store
             self._take(entries, checked)
@@ -296,7 +306,12 @@ class Limiter:
                 )
         if adm.redis and adm.redis_store is not None:
             deltas = [_delta(e, adm, spent_in, spent_out) for e in adm.redis]
-            self.stores.spawn(self._settle_redis(adm.redis_store, adm.redis, deltas, adm.member))
+            # Request counts stay as charged; with no lease to release and nothing to
+            # refund or charge, there is no second round trip at all.
+            if any(deltas) or any(e.kind == CONCURRENT for e in adm.redis):
+                self.stores.spawn(
+                    self._settle_redis(adm.redis_store, adm.redis, deltas, adm.member)
+                )
 
     async def _settle_redis(
         self, store: RedisStore, entries: list[Entry], deltas: list[float], member: str
@@ -310,6 +325,7 @@ class Limiter:
 
 
 _BUDGETS = ("tokens", "cost")
+_NO_OUTPUT = frozenset({"embeddings", "count_tokens"})  # operations that generate nothing
 _UNITS = {"requests": "requests", "tokens": "tokens", "cost": "dollars", "concurrent": "calls"}
 
 
@@ -361,8 +377,11 @@ def _entries(
         out.append(
             Entry(keys["requests"], RATE, q.limit, q.period, 1.0, rule, "requests", q, keyval)
         )
-    if rule.spends:
-        output_reserve = call.max_output_tokens or rule.reserve_output_tokens
+    if rule.spends and adm.spends:
+        if call.operation in _NO_OUTPUT:
+            output_reserve = 0
+        else:
+            output_reserve = max(0, call.max_output_tokens or rule.reserve_output_tokens)
         q = rule.tokens
         if q is not None:
             count = rule.token_count
@@ -423,6 +442,10 @@ def _spent(adm: Admission, usage: Usage, status: int) -> tuple[int, int]:
     produced = (adm.produced_chars + 3) // 4
     if usage.input_tokens is not None or usage.output_tokens is not None:
         out = usage.output_tokens if usage.output_tokens is not None else produced
+        if not usage.finish_reasons:
+            # No end was reported (a stream cut short): an early count such as Anthropic's
+            # message_start output_tokens: 1 is not the whole of what was produced.
+            out = max(out, produced)
         inp = usage.input_tokens if usage.input_tokens is not None else adm.input_estimate
         return inp, out
     if status >= 400 and not adm.produced_chars:

@@ -77,6 +77,10 @@ class MemoryStore:
             self._checks += 1
             if self._checks % SWEEP_EVERY == 0 or len(state) > self._max_keys:
                 self._sweep(mono, wall)
+        else:
+            for cell in cells:  # a key being refused is in use: not the first to evict
+                if cell.key in state:
+                    state.move_to_end(cell.key)
         return Checked(admitted, outcomes)
 
     def settle(
@@ -113,7 +117,9 @@ class MemoryStore:
         ]
         for key in idle:
             del state[key]
-        while len(state) > self._max_keys:
+        # Down to 90 % of the bound, so the next sweep is thousands of checks away rather
+        # than on every new key (a sweep reads every key).
+        while len(state) > self._max_keys * 0.9:
             state.popitem(last=False)
             self.evicted += 1
 

@@ -27,6 +27,7 @@ log = logging.getLogger("sidecar.limits")
 
 RETRY_AFTER_S = 1.0
 MAX_CONNECTIONS = 32
+COMPENSATE_POLL_S = 0.25
 LEASE_S = 900.0  # a concurrency lease outlives any sane call; a crashed replica's expire
 
 # KEYS: one per cell. ARGV: member, lease seconds, then per cell: kind, limit, period, cost.
@@ -77,7 +78,7 @@ for i = 1, #KEYS do
       remaining = limit - count - 1
     end
   end
-  out[#out + 1] = string.format('%.6f', remaining)
+  out[#out + 1] = string.format('%.17g', remaining)
   out[#out + 1] = string.format('%.6f', reset)
   out[#out + 1] = string.format('%.6f', retry)
 end
@@ -87,10 +88,10 @@ if ok == 1 then
     local kind, period = ARGV[b + 1], tonumber(ARGV[b + 3])
     if kind == 'g' then
       local ttl = math.ceil((news[i] - now) * 1000) + 1000
-      redis.call('SET', KEYS[i], string.format('%.6f', news[i]), 'PX', ttl)
+      redis.call('SET', KEYS[i], string.format('%.17g', news[i]), 'PX', ttl)
     elseif kind == 'w' then
       local ttl = math.ceil(math.max(period - now, 0)) + 60
-      redis.call('SET', KEYS[i], string.format('%.6f', news[i]), 'EX', ttl)
+      redis.call('SET', KEYS[i], string.format('%.17g', news[i]), 'EX', ttl)
     else
       redis.call('ZADD', KEYS[i], now + lease, member)
       redis.call('PEXPIRE', KEYS[i], math.ceil(lease * 1000))
@@ -119,11 +120,11 @@ for i = 1, #KEYS do
     if delta >= 0 then new = math.max(tat, now) + delta * interval
     else new = math.max(tat + delta * interval, now) end
     local ttl = math.ceil((new - now) * 1000) + 1000
-    redis.call('SET', KEYS[i], string.format('%.6f', new), 'PX', ttl)
+    redis.call('SET', KEYS[i], string.format('%.17g', new), 'PX', ttl)
   elseif delta ~= 0 and kind == 'w' and period > now then
     local used = tonumber(redis.call('GET', KEYS[i]) or '0')
     local ttl = math.ceil(period - now) + 60
-    redis.call('SET', KEYS[i], string.format('%.6f', math.max(0, used + delta)), 'EX', ttl)
+    redis.call('SET', KEYS[i], string.format('%.17g', math.max(0, used + delta)), 'EX', ttl)
   end
 end
 return 1
@@ -131,7 +132,15 @@ return 1
 
 
 class StoreUnavailable(Exception):
-    """Redis did not answer within the timeout, or refused; the message says which."""
+    """Redis did not answer within the timeout, or refused; the message says which.
+
+    `maybe_ran`: the command may have reached Redis (a timeout, not a refused connection),
+    so Redis may still run it later.
+    """
+
+    def __init__(self, message: str, *, maybe_ran: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_ran = maybe_ran
 
 
 class RedisStore:
@@ -187,19 +196,27 @@ class RedisStore:
         # a refusal rolls back the groups already charged, so nothing is spent.
         outcomes: list[Outcome] = [Outcome(0.0, 0.0, 0.0)] * len(cells)
         charged: list[list[int]] = []
-        async with asyncio.timeout(self.timeout * 2):
+        try:
             for group in groups:
                 part = [cells[i] for i in group]
                 checked = await self._check_group(part, member)
                 for i, outcome in zip(group, checked.outcomes, strict=True):
                     outcomes[i] = outcome
                 if not checked.admitted:
-                    for done in charged:
-                        back = [cells[i] for i in done]
-                        await self.settle(back, [-c.cost for c in back], member)
+                    await self._roll_back(cells, charged, member)
                     return Checked(False, outcomes)
                 charged.append(group)
+        except StoreUnavailable:
+            # The rest could not be checked: what was charged must not stay charged.
+            with contextlib.suppress(StoreUnavailable):
+                await self._roll_back(cells, charged, member)
+            raise
         return Checked(True, outcomes)
+
+    async def _roll_back(self, cells: Sequence[Cell], groups: list[list[int]], member: str) -> None:
+        for done in groups:
+            back = [cells[i] for i in done]
+            await self.settle(back, [-c.cost for c in back], member)
 
     async def _check_group(self, cells: Sequence[Cell], member: str) -> Checked:
         args: list[Any] = [member, LEASE_S]
@@ -241,11 +258,37 @@ class RedisStore:
                 )
             self.up = False
             self._down_until = time.monotonic() + RETRY_AFTER_S
-            raise StoreUnavailable(f"redis at {_safe(self.url)}: {_describe(exc)}") from exc
+            raise StoreUnavailable(
+                f"redis at {_safe(self.url)}: {_describe(exc)}",
+                maybe_ran=isinstance(exc, TimeoutError),
+            ) from exc
         if not self.up:
             log.info("limit store back", extra={"store": _safe(self.url)})
             self.up = True
         return reply
+
+    async def compensate(self, cells: Sequence[Cell], member: str) -> None:
+        """Undo a check that timed out but may still run when Redis wakes: once Redis
+        answers again (and has had a moment for what was queued), refund the reservation
+        and drop the lease. If the check never ran, this over-refunds one call at most;
+        not doing it could hold a concurrency lease for LEASE_S."""
+        deadline = time.monotonic() + LEASE_S
+        args: list[Any] = [member]
+        for c in cells:
+            args += [c.kind, c.limit, c.period, -c.cost]
+        keys = [c.key for c in cells]
+        # Straight to the client: these probes must not mark the store up or down.
+        while time.monotonic() < deadline:
+            await asyncio.sleep(COMPENSATE_POLL_S)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._client.ping()
+                await asyncio.sleep(COMPENSATE_POLL_S)  # let a queued check run first
+                async with asyncio.timeout(self.timeout):
+                    await self._settle(keys=keys, args=args)
+            except Exception:
+                continue
+            return
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -65,8 +65,9 @@ class LimitRule:
 
     def matches(self, values: Mapping[str, str], roles: frozenset[str]) -> bool:
         for dimension, pattern in self.match:
-            if pattern.fullmatch(values.get(dimension, "")) is None:
-                return False
+            value = values.get(dimension, "")
+            if (dimension == "tool" and not value) or pattern.fullmatch(value) is None:
+                return False  # a `tools` rule counts tool calls only
         return not self.roles or bool(self.roles & roles)
 
     @property
@@ -158,6 +159,8 @@ def compile_limits(
     section = doc.get("redis")
     if section is not None:
         url, problem = resolve_secret("redis.url", section["url"])
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            url, problem = None, "redis.url: not a redis://, rediss:// or unix:// URL"
         redis = RedisSettings(
             url=url,
             timeout=float(section.get("timeout_ms", 50)) / 1000.0,

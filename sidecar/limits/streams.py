@@ -17,6 +17,7 @@ _TEXT = re.compile(
 # An OpenAI chat or completions chunk with no choices and a usage object: the extra
 # chunk `stream_options.include_usage` adds at the end of a stream.
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 def streamed_text_chars(chunk: bytes) -> int:
@@ -30,6 +31,6 @@ def without_usage_chunks(events: bytes) -> bytes:
     kept = [
         event
         for event in re.split(rb"(?<=\n\n)|(?<=\n\r\n)", events)
-        if not (event and b'"usage"' in event and _USAGE_ONLY.search(event))
+        if not (event and _USAGE_OBJECT.search(event) and _USAGE_ONLY.search(event))
     ]
     return b"".join(kept)
