@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sidecar.bundle.validate import Problem
 
@@ -159,8 +160,10 @@ def compile_limits(
     section = doc.get("redis")
     if section is not None:
         url, problem = resolve_secret("redis.url", section["url"])
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            url, problem = None, "redis.url: not a redis://, rediss:// or unix:// URL"
+        if url is not None:
+            problem = _redis_url_problem(url)
+            if problem is not None:
+                url = None
         redis = RedisSettings(
             url=url,
             timeout=float(section.get("timeout_ms", 50)) / 1000.0,
@@ -247,3 +250,16 @@ def _human(seconds: float) -> str:
             n = int(seconds // size)
             return unit if n == 1 else f"{n} {unit}s"
     return "second" if seconds == 1 else f"{seconds:g} seconds"
+
+
+def _redis_url_problem(url: str) -> str | None:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return "redis.url: not a redis://, rediss:// or unix:// URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"redis.url: cannot be read as a URL ({exc})"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "redis.url: names no host"
+    return None

@@ -1913,18 +1913,40 @@ async def test_a_missing_redis_url_is_a_warning_and_rules_use_their_mode(
         assert "TEST_REDIS_URL is not set" in errors[0].message  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:6379",
+        "http://127.0.0.1:6379/0",
+        "redis://127.0.0.1:notaport/0",
+    ],
+)
 async def test_a_malformed_redis_url_is_reported_and_rules_use_their_mode(
-    fake: FakeUpstream, make_sidecar: MakeSidecar, monkeypatch: pytest.MonkeyPatch
+    fake: FakeUpstream, make_sidecar: MakeSidecar, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
-    rule = {
-        "id": "r",
-        "store": "redis",
-        "on_store_error": "open",
-        "requests": {"limit": 1, "per": "1h"},
-    }
-    sc = await make_sidecar(redis_doc(fake, "localhost:6379", monkeypatch, rule))
+    rules = (
+        {"id": "open", "store": "redis", "on_store_error": "open", "concurrent": 1},
+        {
+            "id": "local",
+            "store": "redis",
+            "match": {"models": ["gpt-local"]},
+            "requests": {"limit": 1, "per": "1h"},
+        },
+    )
+    sc = await make_sidecar(redis_doc(fake, url, monkeypatch, *rules))
+    async with aiohttp.ClientSession() as http, http.get(f"{sc.admin}/bundle") as resp:
+        status = await resp.json()
+    assert status["ready"] is True
     async with oai(sc) as c:
-        await chat(c)  # was: 500 "the sidecar failed on this call"
+        for _ in range(3):
+            await chat(c)  # once: 500 "the sidecar failed on this call"
+        await chat(c, model="gpt-local")
+        with pytest.raises(openai.RateLimitError):
+            await chat(c, model="gpt-local")  # counted locally
+    span = sc.finished("limits.check")[-1]
+    assert span.attributes is not None
+    assert "redis.url" in str(span.attributes.get("sidecar.limit.store_error"))
+    assert any("redis.url" in w for w in status["warnings"]), status["warnings"]
 
 
 async def test_a_call_refused_while_redis_hung_holds_nothing_once_redis_wakes(
@@ -1942,9 +1964,46 @@ async def test_a_call_refused_while_redis_hung_holds_nothing_once_redis_wakes(
         with pytest.raises(openai.InternalServerError, match="cannot be checked"):
             await chat(c)
         redis_srv.resume()
-        await asyncio.sleep(1.1)
+        for _ in range(300):  # the compensation runs once Redis answers again
+            if redis_leases(await redis_dump(redis_srv.url)) == 0:
+                break
+            await asyncio.sleep(0.01)
         assert redis_leases(await redis_dump(redis_srv.url)) == 0
+        await asyncio.sleep(1.0)  # past the one-second back-off
         await chat(c)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="every check that timed out on a hung Redis is compensated (refunded) once Redis "
+    "answers, but only the ones whose script reached Redis ran: a check that timed out on a "
+    "new connection's handshake never ran, and its refund takes back other calls' counts (here "
+    "6 refunds for 1 ghost check: 5 calls admitted against 1 left)",
+)
+async def test_checks_that_never_reached_a_hung_redis_are_not_refunded(
+    fake: FakeUpstream,
+    make_sidecar: MakeSidecar,
+    redis_srv: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rule = {
+        "id": "r",
+        "store": "redis",
+        "on_store_error": "closed",
+        "requests": {"limit": 5, "per": "1h"},
+    }
+    sc = await make_sidecar(redis_doc(fake, redis_srv.url, monkeypatch, rule))
+    async with oai(sc) as c:
+        for _ in range(4):
+            await chat(c)  # 4 of 5 spent, one warm connection
+        redis_srv.pause()
+        refused = await asyncio.gather(*(chat(c) for _ in range(6)), return_exceptions=True)
+        assert all(isinstance(r, openai.InternalServerError) for r in refused)
+        redis_srv.resume()
+        await asyncio.sleep(1.5)  # back-off over, compensations done
+        results = [await asyncio.gather(chat(c), return_exceptions=True) for _ in range(6)]
+    ok = [r for (r,) in results if not isinstance(r, BaseException)]
+    assert len(ok) == 1  # was 5
 
 
 async def test_a_cost_budget_on_redis_counts_cheap_calls_like_memory_does(
@@ -2106,22 +2165,25 @@ def test_a_key_that_keeps_being_refused_is_not_evicted_as_idle() -> None:
 
 
 def test_checks_past_the_key_bound_stay_cheap() -> None:
+    """Past max_keys a check must not sweep all 100,000 keys each time (~15 ms of event
+    loop per call, as it once did): amortized, it costs about what it costs below the bound."""
     from sidecar.limits.cells import Cell
     from sidecar.limits.memory import MAX_KEYS, MemoryStore
 
-    def hundred_new_keys(store: MemoryStore) -> float:
+    def new_keys(store: MemoryStore, n: int) -> float:
         started = time.perf_counter()
-        for i in range(100):
+        for i in range(n):
             store.check([Cell(f"r|user=new{i}|req:10/3600|g", "g", 10, 3600.0, 1)], now=1000.0)
         return time.perf_counter() - started
 
     small = MemoryStore()
     for i in range(1000):
         small.check([Cell(f"r|user={i}|req:10/3600|g", "g", 10, 3600.0, 1)], now=1000.0)
-    baseline = hundred_new_keys(small)
+    baseline = new_keys(small, 200)
     full = MemoryStore()
-    for i in range(MAX_KEYS):
+    for i in range(MAX_KEYS + 1):  # over the bound once: live keys had to be evicted
         full.check([Cell(f"r|user={i}|req:10/3600|g", "g", 10, 3600.0, 1)], now=1000.0)
-    took = hundred_new_keys(full)
-    assert len(full) <= MAX_KEYS + 1
-    assert took < 0.05 + 20 * baseline, f"100 checks took {took:.3f}s, {baseline:.4f}s below"
+    assert full.evicted > 0
+    took = new_keys(full, 200)
+    assert len(full) <= MAX_KEYS
+    assert took < 0.25 + 20 * baseline, f"200 checks took {took:.3f}s, {baseline:.4f}s below"
