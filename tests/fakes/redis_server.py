@@ -123,6 +123,13 @@ class RedisClusterNodes:
         return self.nodes[0].url
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # never leave a node behind
+            raise
+
+    async def _start(self) -> None:
         for node in self.nodes:
             node.workdir.mkdir(parents=True, exist_ok=True)
             node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
