@@ -222,7 +222,7 @@ class Limiter:
             except StoreUnavailable as exc:
                 problem = str(exc)
                 if exc.maybe_ran:
-                    self.stores.spawn(store.compensate(list(entries), adm.member))
+                    store.compensate(entries, adm.member)
         if checked is not None:
             adm.redis, adm.redis_store = entries, store
             self._take(entries, checked)
@@ -319,9 +319,10 @@ class Limiter:
         try:
             await store.settle(entries, deltas, member)
         except StoreUnavailable as exc:
-            # The reservation stands (a refund is lost, a lease expires on its own).
+            # Applied once Redis answers again, rather than lost.
             self._on_store_error("redis")
-            log.warning("limit settlement lost", extra={"error": str(exc)})
+            log.warning("limit settlement deferred", extra={"error": str(exc)})
+            store.settle_later(entries, deltas, member)
 
 
 _BUDGETS = ("tokens", "cost")

@@ -14,6 +14,7 @@ then the next call probes it, so limits come back by themselves with Redis.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -28,6 +29,7 @@ log = logging.getLogger("sidecar.limits")
 RETRY_AFTER_S = 1.0
 MAX_CONNECTIONS = 32
 COMPENSATE_POLL_S = 0.25
+MAX_PENDING = 10_000  # settlements kept while Redis is away
 LEASE_S = 900.0  # a concurrency lease outlives any sane call; a crashed replica's expire
 
 # KEYS: one per cell. ARGV: member, lease seconds, then per cell: kind, limit, period, cost.
@@ -182,6 +184,10 @@ class RedisStore:
         self._down_until = 0.0
         self.up = True
         self.errors = 0
+        self._pending: collections.deque[tuple[list[Cell], list[float], str]] = collections.deque(
+            maxlen=MAX_PENDING
+        )
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def skipping(self) -> bool:
@@ -267,31 +273,54 @@ class RedisStore:
             self.up = True
         return reply
 
-    async def compensate(self, cells: Sequence[Cell], member: str) -> None:
+    def compensate(self, cells: Sequence[Cell], member: str) -> None:
         """Undo a check that timed out but may still run when Redis wakes: once Redis
         answers again (and has had a moment for what was queued), refund the reservation
         and drop the lease. A check that never reached Redis is refunded too, so after a
         hang up to one extra call per call refused during it may pass (a known limit,
         pinned by a strict xfail); not doing it could hold a concurrency lease for LEASE_S."""
-        deadline = time.monotonic() + LEASE_S
-        args: list[Any] = [member]
-        for c in cells:
-            args += [c.kind, c.limit, c.period, -c.cost]
-        keys = [c.key for c in cells]
+        self.settle_later(cells, [-c.cost for c in cells], member)
+
+    def settle_later(self, cells: Sequence[Cell], deltas: Sequence[float], member: str) -> None:
+        """A settlement Redis did not take: kept (bounded) and applied once Redis answers,
+        so a blip neither loses refunds nor leaves a concurrency lease for LEASE_S."""
+        if len(self._pending) == self._pending.maxlen:
+            log.warning("limit settlements dropped: too many waiting for Redis")
+        self._pending.append((list(cells), list(deltas), member))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
         # Straight to the client: these probes must not mark the store up or down.
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + LEASE_S
+        pending = self._pending
+        while pending and time.monotonic() < deadline:
             await asyncio.sleep(COMPENSATE_POLL_S)
             try:
                 async with asyncio.timeout(self.timeout):
                     await self._client.ping()
-                await asyncio.sleep(COMPENSATE_POLL_S)  # let a queued check run first
-                async with asyncio.timeout(self.timeout):
-                    await self._settle(keys=keys, args=args)
             except Exception:
                 continue
-            return
+            await asyncio.sleep(COMPENSATE_POLL_S)  # let checks queued in Redis run first
+            while pending:
+                cells, deltas, member = pending[0]
+                try:
+                    for group in _slots(cells) if self.cluster else [list(range(len(cells)))]:
+                        args: list[Any] = [member]
+                        for i in group:
+                            c = cells[i]
+                            args += [c.kind, c.limit, c.period, deltas[i]]
+                        async with asyncio.timeout(self.timeout):
+                            await self._settle(keys=[cells[i].key for i in group], args=args)
+                except Exception:
+                    break
+                pending.popleft()
 
     async def close(self) -> None:
+        if self._drainer is not None and not self._drainer.done():
+            self._drainer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._drainer
         with contextlib.suppress(Exception):
             await self._client.aclose()
 

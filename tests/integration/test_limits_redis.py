@@ -230,3 +230,28 @@ async def test_a_redis_cluster_holds_limits_whose_keys_live_in_different_slots(
         assert all("limit 'wide'" in str(e) for e in errors)
     finally:
         await cluster.stop()
+
+
+async def test_a_settlement_during_the_back_off_is_applied_later_not_lost(
+    fake: FakeUpstream,
+    make_sidecar: MakeSidecar,
+    redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-second blip must not leave a concurrency lease behind for 15 minutes."""
+    doc = redis_bundle(fake, redis, monkeypatch, concurrent=1, on_store_error="open")
+    sc = await make_sidecar(doc)
+    fake.gate = asyncio.Event()
+    async with client(sc) as c:
+        stream = await c.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hold"}], stream=True
+        )
+        await stream.__anext__()  # the stream holds the one lease, in Redis
+        redis.pause()
+        await chat(c)  # its check times out: the store backs off for a second (admitted: open)
+        redis.resume()
+        fake.gate.set()
+        async for _ in stream:
+            pass  # the stream ends inside the back-off: its release cannot be sent now
+        await asyncio.sleep(1.5)  # past the back-off; the deferred release has gone out
+        await chat(c)  # Redis is asked again, and the lease is free (else: RateLimitError)
