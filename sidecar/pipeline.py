@@ -40,6 +40,7 @@ from sidecar.guards.stage import (
     Subject,
     check_input,
     check_output,
+    log_content,
     log_entries,
 )
 from sidecar.identity.principal import PodIdentity, Principal
@@ -1107,7 +1108,7 @@ class Pipeline:
         elif ex.limit_refused is not None:
             entry["limits"] = {"result": "rejected", "rule": ex.limit_refused}
         if self.decision_log.include_content:
-            entry["content"] = [{"channel": t.channel, "text": t.text} for t in call.texts]
+            entry["content"] = log_content(call.texts, ex.guards)
         return entry
 
 

@@ -14,7 +14,11 @@ provider shapes are one regex whose every branch begins at a rare character
 the capital in `AKIA`, `AIza`, `eyJ`) and looks behind for the rest of the
 prefix, so the regex engine skips ordinary letters without starting a match.
 Keyword assignments are found the same way, from the assignment operator
-backwards to the name. A candidate either fails within a few characters or
+backwards to the name, wherever the assignment sits in a line: when the
+first operator of a line names something harmless (`config: password=...`,
+`env: SECRET_KEY=...`), the operators inside its value whose names are
+keywords are tried in turn; `--password VALUE` flags are found by their
+leading `--`. A candidate either fails within a few characters or
 matches its whole run (possessively where the run could be retried), and the
 format checks that need more than a regex run once per candidate in Python, so
 the time stays linear in the text.
@@ -381,35 +385,77 @@ class SecretsDetector:
 
     def _assignments(self, text: str) -> list[Finding]:
         out: list[Finding] = []
-        for m in self._assign.finditer(text):
+        search = self._assign.search
+        pos = 0
+        while (m := search(text, pos)) is not None:
+            named, finding = self._assignment(text, m)
+            if finding is not None:
+                out.append(finding)
+            pos = m.end()
+            if not named:
+                # The value may hold the assignment that matters: in `config: password=...`
+                # or `env: SECRET_KEY=...` the first operator names something harmless and
+                # its "value" runs over the real one. Only operators whose name is a
+                # keyword are retried, so no stretch is read more than twice.
+                pos = self._inner_assignment(text, m.start() + 1, m.end())
+        if "--" in text:
+            out = _merge_sorted(out, self._flags(text))
+        return out
+
+    def _inner_assignment(self, text: str, lo: int, hi: int) -> int:
+        """The first operator in text[lo:hi] whose name is a keyword, else `hi`."""
+        while (m := _OPERATOR_CHAR.search(text, lo, hi)) is not None:
+            if self._keyword_name(text, m.start()):
+                return m.start()
+            lo = m.end()
+        return hi
+
+    def _flags(self, text: str) -> list[Finding]:
+        """`--password VALUE`: a command-line flag that names a secret, then its value."""
+        out: list[Finding] = []
+        for m in _FLAG.finditer(text):
+            name = _normalize(m.group("flag"))
+            if not self._names_secret(name):
+                continue
             start = m.start("value")
-            value = m.group("value").rstrip(".:")  # a full stop or colon after the value
-            end = start + len(value)
+            value = m.group("value").rstrip(".:")
             if len(value) < self._min_value_length or value.startswith(_PROVIDER_PREFIXES):
                 continue
-            op = m.start()
-            if text[op] in "Bb":  # an HTTP auth scheme, `Authorization: Bearer <value>`
-                scheme = text[op : op + 6].rstrip().lower()
-                if (op > 0 and text[op - 1] in _WORD) or scheme not in self._schemes:
-                    continue
-                name = ""
-            else:
-                found = self._keyword_name(text, op)
-                if found is None:
-                    continue
-                name = found
-            passwordish = "pass" in name
-            kind, confidence = "GENERIC_SECRET", _GENERIC_CONFIDENCE
-            if ("aws" in name or "secretaccesskey" in name) and _AWS_SECRET.fullmatch(value):
-                kind, confidence = "AWS_SECRET_KEY", _AWS_SECRET_CONFIDENCE
-            elif not self._looks_secret(
-                value, passwordish=passwordish, quoted=m.start("quote") != -1
-            ):
-                continue
-            if _is_placeholder(value, self._entropy_threshold):
-                continue
-            out.append(Finding(KIND, kind, start, end, confidence))
+            finding = self._judge_value(value, name, start, quoted=m.start("quote") != -1)
+            if finding is not None:
+                out.append(finding)
         return out
+
+    def _assignment(self, text: str, m: re.Match[str]) -> tuple[bool, Finding | None]:
+        """Whether the operator's name is a keyword (or an auth scheme), and the finding."""
+        start = m.start("value")
+        value = m.group("value").rstrip(".:")  # a full stop or colon after the value
+        op = m.start()
+        if text[op] in "Bb":  # an HTTP auth scheme, `Authorization: Bearer <value>`
+            scheme = text[op : op + 6].rstrip().lower()
+            if (op > 0 and text[op - 1] in _WORD) or scheme not in self._schemes:
+                return False, None
+            name = ""
+        else:
+            found = self._keyword_name(text, op)
+            if found is None:
+                return False, None
+            name = found
+        if len(value) < self._min_value_length or value.startswith(_PROVIDER_PREFIXES):
+            return True, None
+        return True, self._judge_value(value, name, start, quoted=m.start("quote") != -1)
+
+    def _judge_value(self, value: str, name: str, start: int, *, quoted: bool) -> Finding | None:
+        end = start + len(value)
+        passwordish = "pass" in name
+        kind, confidence = "GENERIC_SECRET", _GENERIC_CONFIDENCE
+        if ("aws" in name or "secretaccesskey" in name) and _AWS_SECRET.fullmatch(value):
+            kind, confidence = "AWS_SECRET_KEY", _AWS_SECRET_CONFIDENCE
+        elif not self._looks_secret(value, passwordish=passwordish, quoted=quoted):
+            return None
+        if _is_placeholder(value, self._entropy_threshold):
+            return None
+        return Finding(KIND, kind, start, end, confidence)
 
     def _keyword_name(self, text: str, op: int) -> str | None:
         """The normalized name assigned at `op` if it names a secret, else None."""
@@ -418,11 +464,14 @@ class SecretsDetector:
         if m is None:
             return None
         name = _normalize(m.group(1)[::-1])
+        return name if self._names_secret(name) else None
+
+    def _names_secret(self, name: str) -> bool:
         if self._keywords is None or self._keywords.search(name) is None:
-            return None
-        if name.endswith(_NOT_SECRET_SUFFIXES) or any(n in name for n in _NOT_SECRET_NAMES):
-            return None
-        return name
+            return False
+        return not (
+            name.endswith(_NOT_SECRET_SUFFIXES) or any(n in name for n in _NOT_SECRET_NAMES)
+        )
 
     @staticmethod
     def _looks_secret(value: str, *, passwordish: bool, quoted: bool) -> bool:
@@ -445,6 +494,22 @@ _IDENTIFIER_SHAPE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}"
 )
+
+
+_OPERATOR_CHAR = re.compile(r"(?<![=:])[=:]")
+# `--password VALUE`: the value after whitespace (with `=` the operators above find it).
+_FLAG = re.compile(
+    r"(?<![A-Za-z0-9_-])--(?P<flag>[A-Za-z][A-Za-z0-9_-]{0,39})[ \t]{1,8}"
+    rf"(?P<quote>[\"'])?(?P<value>[{_VALUE_CHARS}]{{1,}})"
+)
+
+
+def _merge_sorted(a: list[Finding], b: list[Finding]) -> list[Finding]:
+    """Both lists as one, sorted; a finding of `b` is dropped where one of `a` overlaps it."""
+    if not b:
+        return a
+    kept = [f for f in b if not any(g.start < f.end and f.start < g.end for g in a)]
+    return sorted(a + kept, key=lambda f: f.start)
 
 
 def _pem_end(text: str, header_end: int, end_at: int) -> int | None:

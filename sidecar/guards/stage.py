@@ -65,6 +65,9 @@ class Record:
     hits: list[Hit] = field(default_factory=list)
     vault: redact.Vault | None = None
     trace: Callable[[str], AbstractContextManager[None]] | None = None
+    # Where, in each of the request's texts (by index), an input guard found something:
+    # spans and types only, so an opted-in content log can leave the findings out.
+    found: dict[int, list[Finding]] = field(default_factory=dict)
 
     def stage(self, name: str) -> AbstractContextManager[None]:
         return self.trace(name) if self.trace is not None else contextlib.nullcontext()
@@ -149,6 +152,8 @@ def _judge(
             for finding in _scan(guard, text.text, record, stage, text.channel):
                 hit = Hit(guard.id, stage, guard.kind, finding.type, guard.action, text.channel)
                 record.hits.append(hit)
+                if stage == "input":
+                    record.found.setdefault(i, []).append(finding)
                 if guard.action == "block":
                     raise blocked(hit)
                 if guard.action == "redact":
@@ -198,6 +203,8 @@ async def _webhooks(
                 taken = "redact"
             hit = Hit(guard.id, stage, "webhook", finding.type, taken, text.channel)
             record.hits.append(hit)
+            if stage == "input" and finding.end > finding.start:
+                record.found.setdefault(picked[min(index, len(picked) - 1)], []).append(finding)
             if taken == "block" and verdict.action == "block":
                 raise blocked(hit)
             if taken == "redact" and finding.end > finding.start:
@@ -458,3 +465,20 @@ class OutputFilter:
 
 def log_entries(record: Record | None) -> list[dict[str, str]]:
     return [h.as_log() for h in record.hits] if record else []
+
+
+def log_content(texts: Sequence[Text], record: Record | None) -> list[dict[str, str]]:
+    """The request's texts for an opted-in content log, without what input guards found.
+
+    A blocked secret must not land on disk in the one place meant for auditors, nor a
+    redacted value the model never saw: every finding, whatever its guard's action,
+    is written as its type (`[GENERIC_SECRET]`).
+    """
+    found = record.found if record is not None else {}
+    out: list[dict[str, str]] = []
+    for i, t in enumerate(texts):
+        text = t.text
+        if i in found:
+            text = redact.apply(text, [(f, "placeholder") for f in found[i]])
+        out.append({"channel": t.channel, "text": text})
+    return out

@@ -535,3 +535,54 @@ def test_identifier_shapes_after_a_keyword_are_not_secrets(value: str) -> None:
 def test_a_base64_blob_after_a_keyword_is_still_a_secret() -> None:
     text = 'config = {"api_key": "dlKEj4SBjFXOceMgQwzge+lgxWCHNFC2xw3OuFV5"}'
     assert [f.type for f in SecretsDetector().scan(text)] == ["GENERIC_SECRET"]
+
+
+# --- a keyword assignment wherever it sits in a line ----------------------------------------
+
+LINE_SECRET = body(ALNUM, 24, 77)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "config: password={v}",
+        "env: SECRET_KEY={v}",
+        "Error: password={v} rejected",
+        "log: user=bob password={v} ok",
+        "a=1:b=2:token={v}",
+        "password: {v}",
+        '"password": "{v}"',
+        '{{"db": {{"password": "{v}"}}}}',
+        "--password {v}",
+        "run --api-key {v} --verbose",
+        "mysql --password '{v}' -u root",
+        "SECRET_KEY={v}",
+        "HOME=/root\nPATH=/usr/bin\nDB_PASSWORD={v}\nTERM=xterm",
+        "export API_TOKEN={v}",
+    ],
+)
+def test_a_keyword_assignment_is_found_wherever_it_sits_in_a_line(template: str) -> None:
+    text = template.format(v=LINE_SECRET)
+    assert ("GENERIC_SECRET", LINE_SECRET) in spans(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "config: mode=production",
+        "--password-file /etc/app/pw.txt",
+        "--token $API_TOKEN",
+        f"--verbose {LINE_SECRET}",
+        f"config: region={LINE_SECRET}",
+        "env: SECRET_KEY=settings.SECRET_KEY",
+    ],
+)
+def test_a_harmless_assignment_in_a_line_is_not_a_secret(text: str) -> None:
+    assert spans(text) == []
+
+
+@pytest.mark.parametrize("text", ["a=" * 50_000, "config: password=" * 12_000, "--token " * 25_000])
+def test_assignments_inside_values_scan_in_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    DETECTOR.scan(text)
+    assert time.perf_counter() - started < 2.0
