@@ -33,6 +33,9 @@ from sidecar.guards.stage import Record, Subject, check_input
 from sidecar.guards.stream import StreamScanner
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from corpora.technical_text import rows as technical_rows  # noqa: E402
+
 DETAIL = ("quality_injection.py", "quality_pii.py", "quality_secrets.py", "quality_ssrf.py")
 
 
@@ -70,6 +73,13 @@ def pii(data: Path) -> tuple[float, float]:
     negatives = [x for x in r if x["label"] == 0]
     false = sum(1 for x in negatives if d.scan(x["text"]))
     return rate(gold, total), rate(false, len(negatives))
+
+
+def pii_technical() -> float:
+    """False positives on generated technical text (versions, sizes, ids, code...)."""
+    d = PiiDetector()
+    texts = [text for _, text in technical_rows()]
+    return rate(sum(1 for t in texts if d.scan(t)), len(texts))
 
 
 def secrets(data: Path) -> tuple[float, float]:
@@ -191,6 +201,7 @@ def main() -> int:
             )
     inj_det, inj_fp = injection(args.data)
     pii_rec, pii_fp = pii(args.data)
+    pii_tech = pii_technical()
     sec_rec, sec_fp = secrets(args.data)
     bad_hit, bad_n, ok_hit, ok_n, no_url = ssrf(args.data)
     leaks, entities = stream_leaks(args.data)
@@ -200,6 +211,7 @@ def main() -> int:
         ("prompt injection false positives", f"{inj_fp:.1f} %", "≤ 1 %", inj_fp <= 1),
         ("PII recall, cards and IBANs", f"{pii_rec:.1f} %", "≥ 99 %", pii_rec >= 99),
         ("PII false positives, near misses", f"{pii_fp:.1f} %", "≤ 1 %", pii_fp <= 1),
+        ("PII false positives, technical text", f"{pii_tech:.1f} %", "≤ 1 %", pii_tech <= 1),
         ("secrets recall", f"{sec_rec:.1f} %", "≥ 99 %", sec_rec >= 99),
         ("secrets false positives, placeholders", f"{sec_fp:.1f} %", "≤ 1 %", sec_fp <= 1),
         ("SSRF unsafe URLs blocked", f"{bad_hit}/{bad_n}", "all", bad_hit == bad_n),

@@ -34,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sidecar.guards.finding import Finding
 from sidecar.guards.pii import PiiDetector
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from corpora.technical_text import rows as technical_rows
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "eval"
 GOLD_TYPES = {  # the data's type names -> ours
     "EMAIL_ADDRESS": "EMAIL",
@@ -135,6 +138,33 @@ def structured(detector: PiiDetector, rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def technical(detector: PiiDetector) -> list[str]:
+    """False positives on generated technical text, which holds no personal data at all."""
+    texts: Counter[str] = Counter()
+    flagged: Counter[str] = Counter()
+    flagged_as: dict[str, Counter[str]] = defaultdict(Counter)
+    for cls, text in technical_rows():
+        texts[cls] += 1
+        findings = detector.scan(text)
+        if findings:
+            flagged[cls] += 1
+            flagged_as[cls].update(f.type for f in findings)
+    out = [
+        "### Generated technical text (tests/corpora/technical_text.py): false positives",
+        "",
+        "| class | texts | texts flagged | false-positive rate | flagged as |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for cls in texts:
+        kinds = ", ".join(f"{t} {n}" for t, n in flagged_as[cls].most_common()) or "-"
+        out.append(
+            f"| {cls} | {texts[cls]} | {flagged[cls]} | {pct(flagged[cls], texts[cls])} | {kinds} |"
+        )
+    total, hit = sum(texts.values()), sum(flagged.values())
+    out.append(f"| **all** | {total} | {hit} | {pct(hit, total)} | |")
+    return out
+
+
 def sentences(detector: PiiDetector, rows: list[dict[str, Any]]) -> list[str]:
     recall = Recall()
     unsupported: Counter[str] = Counter()
@@ -227,6 +257,8 @@ def main() -> int:
     detector = PiiDetector(phone_regions=regions)
     out = [f"## PII detector quality (phone regions: {', '.join(regions) or 'none'})", ""]
     out += structured(detector, load(args.data / "pii_structured.jsonl"))
+    out += [""]
+    out += technical(detector)
     out += [""]
     out += sentences(detector, load(args.data / "pii_sentences.jsonl"))
     out += ["", "### Speed", ""]

@@ -19,12 +19,22 @@ costs 60 to 400 µs a call, so its matcher only runs where a run of seven or
 more digits in phone-like groups could be a number (not a date, not a list of
 single digits), on a small window, and at most a few times per run.
 
+Technical text is the other trap: logs, configs, code and tool arguments
+hold integers with a phone's digit count (sizes, ids, durations, INT_MAX) and
+dotted quads that are versions. A number not written the way phones are (no
+leading `+` or `(`) is not a phone when what stands around it says it counts or
+identifies something (a unit after it, a code operator or a code-style key
+before it, a JSON number under a key that does not name a phone); a dotted quad
+after a version word or a package specifier, or with a pre-release suffix, is
+not an address.
+
 The patterns are written for linear time (possessive and atomic groups, no
 nested quantifiers over overlapping classes) and for streaming: every
 character a finding can span is one the stream scanner keeps back at the end
 of a chunk (letters, digits, `_.%+-@:/=~`, and spaces and `()` inside
 numbers), and whether a candidate is accepted depends on at most a few
-characters after it and a short keyword window before it. That is why email
+characters or one unit word after it (the scanner keeps a number and a word
+still being written back together) and a short keyword window before it. That is why email
 local parts use the common `A-Za-z0-9._%+-` subset, why a spaced IBAN must be
 upper case, and why a phone number's extension (` ext. 12`, `x12`) is left
 outside its span.
@@ -442,6 +452,8 @@ class PiiDetector:
         octets = m.group().split(".")
         if any(int(o) > 255 for o in octets):
             return None
+        if _version_string(text, m.start(), m.end()):
+            return None
         return m.start(), m.end(), 1.0
 
     @staticmethod
@@ -586,6 +598,8 @@ class PiiDetector:
                 e = s + length
                 bare = text[s:e].isdigit()
                 if a <= s and not (bare and e - s > _BARE_PHONE_DIGITS):
+                    if text[s] not in "+(" and _technical_number(text, s, e):
+                        continue
                     spans.add((s, e, _BARE_PHONE_CONFIDENCE if bare else 1.0))
             if any(s == a for s, _, _ in spans):
                 break  # the first region that reads the number from its start wins
@@ -608,6 +622,111 @@ class PiiDetector:
                 )
             )
         return tuple(out)
+
+
+# -- technical text ------------------------------------------------------------------
+#
+# Logs, configs, code and tool arguments are full of integers with a phone's
+# digit count (sizes, ids, durations, INT_MAX) and of dotted quads that are
+# versions, not addresses. What tells them apart is around the number, never
+# the number itself: a unit or count after it, a key or an operator of code
+# before it, a JSON number where a phone would be a string, a version word.
+# A number written the way phones are (`+1 ...`, `(415) ...`) is a phone
+# wherever it stands, and so is one whose key says it is.
+
+_PHONE_WORDS = re.compile(
+    r"(?i)phone|tel\b|telephone|mobile|cell|fax|contact|msisdn|whatsapp|sms|call|dial|reach"
+)
+# A unit or a count after the number: `2147483648 bytes`, `took 9708493278 ms`.
+_UNIT_AFTER = re.compile(
+    r"[ \t]?(?:bytes?|[KMGTPE]i?B|[kmgtp]b|B|bits?|ms|us|µs|ns|s|secs?|seconds?|minutes?|mins?"
+    r"|hours?|hrs?|days?|rows?|records?|items?|entries|entry|tokens?|requests?|reqs?|calls"
+    r"|times|ops|events?|lines|chars?|characters?|words|files?|objects?|keys|users|blocks?"
+    r"|pages|packets?|cycles?|iterations?|instructions?|nodes|px|Hz|[kMG]Hz)(?![A-Za-z0-9_])"
+    r"|[ \t]?%"
+)
+# Code or a closing JSON bracket right after it: `= 2147483647;`, `{"id": 1234567890}`.
+_CODE_AFTER = re.compile(r"[ \t]*(?:[;\]}]|==|!=|<<|>>|&&|\|\|)")
+# Words that name what a number counts or identifies, right before it.
+_TECH_WORDS = frozenset((
+    "id", "ids", "pid", "uid", "gid", "port", "ports", "expose", "issue", "ticket", "job", "row",
+    "order", "item", "request", "req", "version", "ver", "build", "commit", "trace", "span",
+    "epoch", "ts", "timestamp", "size", "length", "len", "count", "total", "offset", "limit",
+    "max", "min", "elapsed", "took", "uptime", "expires", "expiry", "ttl", "allocated", "read",
+    "wrote", "written", "sent", "received", "transferred", "return", "returns", "index", "seq",
+    "sequence", "block", "height", "nonce", "step", "iteration", "page", "bytes", "memory",
+    "heap", "disk", "usage", "duration", "latency", "timeout", "interval", "delay", "sleep",
+    "wait", "retries", "errno", "exit", "checksum", "crc", "hash", "serial",
+))  # fmt: skip
+# The stretch before a number: a key or word, then an operator of assignment or comparison.
+_BEFORE = re.compile(
+    r"(?P<key>[A-Za-z_$][A-Za-z0-9_.$\-]*)?(?P<quote>[\"'`\]]?)[ \t]*"
+    r"(?P<op>==|!=|<=|>=|:=|=>|[=:<>#(\[,+*/-])?[ \t]*[\"']?$"
+)
+_BEFORE_WINDOW = 48
+_CODE_OPERATORS = frozenset(
+    ("=", "==", "!=", "<", ">", "<=", ">=", ":=", "=>", "#", "[", "+", "*", "/")
+)
+
+
+def _technical_number(text: str, start: int, end: int) -> bool:
+    """Whether the number at text[start:end] counts, sizes or identifies, rather than calls."""
+    line_start = max(text.rfind("\n", 0, start) + 1, start - _BEFORE_WINDOW)
+    before = text[line_start:start]
+    if _PHONE_WORDS.search(before):
+        return False
+    if _UNIT_AFTER.match(text, end) or _CODE_AFTER.match(text, end):
+        return True
+    m = _BEFORE.search(before)
+    if m is None:
+        return False
+    key, quote, op = m.group("key") or "", m.group("quote"), m.group("op") or ""
+    if op in _CODE_OPERATORS:
+        return True  # `size=...`, `count > ...`, `#1234567890`, `buf[...`
+    if op == "(" and key and m.end("key") == m.start("quote"):
+        return True  # a call: `sleep(...`
+    if op == ":" and (quote or _code_name(key)):
+        return True  # `"bytes": ...`, `heap_size_bytes: ...`, `Content-Length: ...`
+    word = key.rsplit(".", 1)[-1].lower()
+    return word in _TECH_WORDS
+
+
+def _code_name(key: str) -> bool:
+    """`heap_size_bytes`, `maxBytes`, `Content-Length`, `MAX_SIZE`: a name in code or a protocol."""
+    if "_" in key or "." in key:
+        return True
+    if "-" in key:
+        return any(part[:1].isupper() for part in key.split("-")[1:])
+    return any(c.isupper() for c in key[1:]) and not key.isupper()
+
+
+# Words that say a dotted quad is a version: `Version 1.2.3.4`, `pip install x==1.2.3.4`.
+_VERSION_BEFORE = re.compile(
+    r"(?i)(?:version|\bver\b|\bv|\bbuild|release[sd]?|firmware|\bfw\b|kernel|\brev(?:ision)?\b"
+    r"|patch|upgrade[sd]?|update[sd]?|downgrade[sd]?|bump(?:ed)?|\bsdk\b)"
+    r"[^\n]{0,24}$"
+    r"|(?:==|>=|<=|~=|!=|\^|~)[ \t]*$"
+    r"|\b[a-z][a-z0-9-]*[a-z]:$"  # an image tag: `nginx:1.2.3.4`
+)
+_VERSION_AFTER = re.compile(r"-[A-Za-z0-9]|\+[A-Za-z0-9]")  # `1.2.3.4-beta`, `1.2.3.4+build5`
+_IP_WORDS = re.compile(
+    r"(?i)\b(?:ip|ips|ipv4|addr|address|host|hostname|server|remote|client|src|dst|source"
+    r"|destination|gateway|gw|proxy|dns|peer|connect(?:ed|ing)?|ping)\b[^\n]{0,12}$"
+)
+
+
+def _version_string(text: str, start: int, end: int) -> bool:
+    """Whether the dotted quad at text[start:end] reads as a version, not an IPv4 address."""
+    if _VERSION_AFTER.match(text, end):
+        return True
+    before = text[max(0, start - 32) : start]
+    m = _VERSION_BEFORE.search(before)
+    if m is None:
+        return False
+    # "upgraded the proxy to 10.0.0.1" is still an address: an address word after the
+    # version word, close to the number, wins.
+    ip = _IP_WORDS.search(before)
+    return ip is None or ip.start() < m.start()
 
 
 def _number_end(raw: str, has_extension: bool) -> int:

@@ -11,6 +11,9 @@ still be the beginning of an entity and releases everything before it:
   (spaces, `-().+/`), up to `NUMBER_LIMIT`;
 * a trailing run of capitals, digits and spaces (a spaced IBAN), up to
   `IBAN_LIMIT`;
+* a number followed by a space and a word still being written, up to
+  `NUMBER_LIMIT` plus `UNIT_LIMIT`: whether `2147483648 b...` is a phone
+  depends on whether the word becomes `bytes`;
 * a PEM block whose END line has not arrived, up to the scanner's `max_hold`;
 * the last `extra_hold` characters, for bundle patterns and deny-list phrases
   whose shape is not known here (their longest possible match, less one).
@@ -32,6 +35,7 @@ from sidecar.guards.finding import Finding
 
 WORD_LIMIT = 4096  # a JWT or a long key is a single run of these characters
 NUMBER_LIMIT = 40
+UNIT_LIMIT = 12
 IBAN_LIMIT = 48
 DEFAULT_CONTEXT = 64
 DEFAULT_MAX_HOLD = 16 * 1024
@@ -43,6 +47,7 @@ DEFAULT_MAX_HOLD = 16 * 1024
 _WORD_RUN = re.compile(r"[A-Za-z0-9_.%+\-@:/=~\[\]\\!#$*^]*")
 _NUMBER_RUN = re.compile(r"[0-9 \-().+/]*")
 _IBAN_RUN = re.compile(r"[A-Z0-9 ]*")
+_UNIT_RUN = re.compile(rf"(?:[A-Za-z\u00b5%]{{1,{UNIT_LIMIT}}}[ \t])(?=[0-9])[0-9 \-().+/]*")
 _DIGIT = re.compile(r"[0-9]")
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*-----")
@@ -77,6 +82,7 @@ def hold_from(text: str, floor: int, extra_hold: int, max_hold: int) -> int:
         _trailing(_WORD_RUN, text, WORD_LIMIT),
         _trailing(_NUMBER_RUN, text, NUMBER_LIMIT, digit=True),
         _trailing(_IBAN_RUN, text, IBAN_LIMIT, digit=True),
+        _trailing(_UNIT_RUN, text, NUMBER_LIMIT + UNIT_LIMIT + 1),
         extra_hold,
     )
     start = n - keep

@@ -480,3 +480,69 @@ def test_a_mod97_valid_iban_of_an_unlisted_length_is_reported_with_less_confiden
     assert (finding.type, finding.confidence) == ("IBAN", 0.8)
     broken = iban[:-1] + ("1" if iban[-1] != "1" else "2")
     assert PiiDetector().scan(f"pay to {broken} today") == []
+
+
+# -- technical text: versions, sizes, ports, ids, timestamps, hashes, code ---------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Version 1.2.3.4",
+        "2147483648 bytes",
+        '{"bytes": 2147483648}',
+        "pip install mylib==10.2.0.1",
+        "nginx 1.25.3.4-beta is out",
+        "FROM nginx:1.25.3.4",
+        "Content-Length: 4155552671",
+        "heap_size_bytes: 4155552671",
+        "user id 4155552671",
+        "order_id=4155552671",
+        "took 4155552671 ms",
+        "int x = 2147483647;",
+        "if (count > 4155552671) {",
+        "sleep(4155552671)",
+        "request #4155552671 failed",
+        "EXPOSE 41555 52671",
+    ],
+)
+def test_technical_numbers_are_not_pii(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("phone: 4155552671", ("PHONE", "4155552671")),
+        ('{"phone": "4155552671"}', ("PHONE", "4155552671")),
+        ('{"mobile": 4155552671}', ("PHONE", "4155552671")),  # its key says it is a phone
+        ("call +1 415 555 2671 bytes", ("PHONE", "+1 415 555 2671")),  # written as a phone
+        ("details: 4155552671", ("PHONE", "4155552671")),
+        ("server at 10.20.30.40", ("IP_ADDRESS", "10.20.30.40")),
+        ("upgraded the proxy host to 10.20.30.40", ("IP_ADDRESS", "10.20.30.40")),
+    ],
+)
+def test_phones_and_addresses_among_technical_words_are_still_found(
+    text: str, expected: tuple[str, str]
+) -> None:
+    assert found(text) == [expected]
+
+
+def test_generated_technical_text_has_no_pii() -> None:
+    from corpora.technical_text import rows
+
+    flagged = [(cls, text, found(text)) for cls, text in rows(per_class=100) if PII.scan(text)]
+    assert flagged == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+def test_a_unit_after_a_number_is_waited_for_in_a_stream(size: int) -> None:
+    text = "the file has 2147483648 bytes; ring 4155552671 tomorrow"
+    scanner = StreamScanner(PII.scan)
+    out = []
+    for pos in range(0, len(text), size):
+        release = scanner.feed(text[pos : pos + size])
+        out.append(_redacted(release.text, release.findings))
+    release = scanner.flush()
+    out.append(_redacted(release.text, release.findings))
+    assert "".join(out) == "the file has 2147483648 bytes; ring [PHONE] tomorrow"
