@@ -31,7 +31,14 @@ Stage = Literal["input", "output", "tool"]
 Action = Literal["block", "redact", "monitor"]
 STAGES: tuple[Stage, ...] = ("input", "output", "tool")
 # Input guards read what the caller and tools wrote, not the system prompt, unless told.
+INPUT_CHANNELS = ("system", "user", "assistant", "tool_result", "prompt")
 DEFAULT_INPUT_CHANNELS = frozenset({"user", "tool_result", "prompt"})
+# Output guards read the model's text and the arguments of the tool calls it proposes.
+OUTPUT_CHANNELS = ("assistant", "tool_call")
+# A redaction in a tool call's arguments changes the call the agent makes: output guards
+# that redact read the model's text only, unless `channels` names `tool_call` too.
+DEFAULT_OUTPUT_CHANNELS = frozenset(OUTPUT_CHANNELS)
+DEFAULT_REDACT_OUTPUT_CHANNELS = frozenset({"assistant"})
 
 
 class Detector(Protocol):
@@ -321,6 +328,42 @@ def compile_guards(
     return guards, problems
 
 
+def _channels(
+    stage: Stage, action: Action, cfg: Mapping[str, Any], path: str, problems: list[Problem]
+) -> frozenset[str] | None:
+    """The texts a guard reads; None when `channels` names one its stage does not have."""
+    given: list[str] | None = cfg.get("channels")
+    if stage == "tool":
+        if given is not None:
+            problems.append(
+                Problem(
+                    f"{path}.channels",
+                    "a tool guard reads the arguments of each tool call; choose which tools "
+                    "with 'tools', or read tool-call arguments on the output stage with "
+                    "channels: [tool_call]",
+                )
+            )
+            return None
+        return frozenset()
+    known = INPUT_CHANNELS if stage == "input" else OUTPUT_CHANNELS
+    names = list(given or ())
+    bad = [i for i, c in enumerate(names) if c not in known]
+    for i in bad:
+        problems.append(
+            Problem(
+                f"{path}.channels[{i}]",
+                f"{names[i]!r} is not a channel of the {stage} stage; it has: {', '.join(known)}",
+            )
+        )
+    if bad:
+        return None
+    if given:
+        return frozenset(given)
+    if stage == "input":
+        return DEFAULT_INPUT_CHANNELS
+    return DEFAULT_REDACT_OUTPUT_CHANNELS if action == "redact" else DEFAULT_OUTPUT_CHANNELS
+
+
 def _guard(
     stage: Stage, cfg: Mapping[str, Any], path: str, problems: list[Problem]
 ) -> Guard | None:
@@ -336,7 +379,9 @@ def _guard(
     if len(problems) > before:
         return None
     action: Action = cfg.get("action", "block")
-    channels = frozenset(cfg.get("channels") or DEFAULT_INPUT_CHANNELS)
+    channels = _channels(stage, action, cfg, path, problems)
+    if channels is None:
+        return None
     webhook = None
     detector: Detector | None = None
     hold = 0

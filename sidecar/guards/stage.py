@@ -20,19 +20,21 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
 from sidecar.call import Text
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.guards import redact, webhook
-from sidecar.guards.config import Guard, GuardSet
+from sidecar.guards import json_text, redact, webhook
+from sidecar.guards.config import OUTPUT_CHANNELS, Guard, GuardSet
 from sidecar.guards.finding import Finding
 from sidecar.guards.rules import SizeDetector, ToolSchemaDetector
 from sidecar.guards.stream import StreamScanner
 
 log = logging.getLogger("sidecar.guards")
+TOOL_CALL = "tool_call"  # the channel of a tool call's arguments on the output stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,11 @@ def _judge(
         for i, text in enumerate(texts):
             if check_channel and text.channel not in guard.channels:
                 continue
-            for finding in _scan(guard, text.text, record, stage, text.channel):
+            findings = _scan(guard, text.text, record, stage, text.channel)
+            if findings and guard.action == "redact" and text.channel == TOOL_CALL:
+                stretches = json_text.string_stretches(text.text)
+                findings = [f for f in findings if stretches.holds(f.start, f.end)]
+            for finding in findings:
                 hit = Hit(guard.id, stage, guard.kind, finding.type, guard.action, text.channel)
                 record.hits.append(hit)
                 if stage == "input":
@@ -276,6 +282,8 @@ def _rewrite(
     text and spans first, so the result still parses (`prepare_edits`).
     """
     source = text.text
+    if text.channel == TOOL_CALL:  # arguments stay JSON of the same types
+        changes = json_text.in_strings(source, changes)
     prepare = getattr(text.holder, "prepare_edits", None)
     if prepare is not None:
         source, changes = prepare(source, changes)
@@ -298,10 +306,10 @@ async def check_output(
     guards = applicable(gs.output, subject)
     every = [*texts, *(t for _, t in calls)]
     if guards and every:
-        edits = _judge(guards, every, record, "output", check_channel=False)
+        edits = _judge(guards, every, record, "output", check_channel=True)
         hooks = [g for g in guards if g.webhook is not None]
         if hooks:
-            await _webhooks(hooks, every, subject, record, "output", edits, check_channel=False)
+            await _webhooks(hooks, every, subject, record, "output", edits, check_channel=True)
         for i, changes in edits.items():
             _rewrite(every[i], changes, salt=gs.salt)
         changed = bool(edits)
@@ -370,53 +378,71 @@ class OutputFilter:
         # Size guards count the whole stream, not a window of it.
         scoped = [g for g in applicable(gs.output, subject) if g.detector is not None]
         self._sizes = [g for g in scoped if isinstance(g.detector, SizeDetector)]
-        self._guards = [g for g in scoped if not isinstance(g.detector, SizeDetector)]
+        scanning = [g for g in scoped if not isinstance(g.detector, SizeDetector)]
+        # The guards that read each kind of channel: the model's text, or tool-call arguments.
+        self._by_label = {
+            label: [g for g in scanning if label in g.channels] for label in OUTPUT_CHANNELS
+        }
+        self._redacts_json = any(g.action == "redact" for g in self._by_label[TOOL_CALL])
         self._seen = 0
-        self._hold = max((g.hold for g in self._guards), default=0)
         self._scanners: dict[str, StreamScanner] = {}
         self._restorers: dict[str, redact.StreamRestorer] = {}
         self._tool_args: dict[str, list[str]] = {}
+        self._json: dict[str, json_text.JsonStrings] = {}
 
     @property
     def active(self) -> bool:
         return (
-            bool(self._guards or self._sizes)
+            any(self._by_label.values())
+            or bool(self._sizes)
             or self._record.vault is not None
             or bool(self._gs.tool)
         )
 
-    def _count(self, channel: str, piece: str) -> None:
+    def _count(self, label: str, piece: str) -> None:
         self._seen += len(piece)
         for guard in self._sizes:
             assert isinstance(guard.detector, SizeDetector)
-            if guard.detector.over(self._seen):
-                label = "tool_call" if channel.startswith(("tool call", "args")) else "assistant"
+            if label in guard.channels and guard.detector.over(self._seen):
                 hit = Hit(guard.id, "output", guard.kind, "SIZE_LIMIT", guard.action, label)
                 self._sizes = [g for g in self._sizes if g is not guard]  # once per stream
                 self._record.hits.append(hit)
                 if guard.action == "block":
                     raise blocked(hit)
 
-    def _scan_all(self, text: str) -> list[Finding]:
+    def _scan_with(self, guards: list[Guard], text: str) -> list[Finding]:
         out: list[Finding] = []
-        for guard in self._guards:
+        for guard in guards:
             for f in _scan(guard, text, self._record, "output", "stream"):
                 out.append(Finding(f.kind, f.type, f.start, f.end, f.confidence, guard.id))
         return out
 
-    def _scanner(self, channel: str) -> StreamScanner:
+    def _scanner(self, channel: str, guards: list[Guard]) -> StreamScanner:
         scanner = self._scanners.get(channel)
         if scanner is None:
-            scanner = StreamScanner(self._scan_all, extra_hold=self._hold)
+            hold = max((g.hold for g in guards), default=0)
+            scanner = StreamScanner(partial(self._scan_with, guards), extra_hold=hold)
             self._scanners[channel] = scanner
         return scanner
 
     def _apply(self, channel: str, text: str, findings: list[Finding]) -> str:
         edits: list[tuple[Finding, redact.Operator]] = []
         # Recorded as in a plain reply: the model's text, or a tool call's arguments.
-        label = "tool_call" if channel.startswith(("tool call", "args")) else "assistant"
+        label = _label(channel)
+        stretches = None
+        if label == TOOL_CALL and self._redacts_json:
+            tracker = self._json.get(channel)
+            if tracker is None:
+                tracker = self._json[channel] = json_text.JsonStrings()
+            stretches = tracker.feed(text)
         for f in findings:
             guard = self._gs.by_id[f.source]
+            if (
+                guard.action == "redact"
+                and stretches is not None
+                and not stretches.holds(f.start, f.end)
+            ):
+                continue  # outside a JSON string: the arguments must stay valid
             hit = Hit(guard.id, "output", guard.kind, f.type, guard.action, label)
             self._record.hits.append(hit)
             if guard.action == "block":
@@ -434,13 +460,15 @@ class OutputFilter:
         return text
 
     def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str:
+        label = _label(channel)
         if self._sizes:
-            self._count(channel, piece)
+            self._count(label, piece)
         if tool is not None:
             self._tool_args.setdefault(channel, []).append(piece)
-        if not self._guards:
+        guards = self._by_label[label]
+        if not guards:
             return self._apply(channel, piece, [])
-        release = self._scanner(channel).feed(piece)
+        release = self._scanner(channel, guards).feed(piece)
         return self._apply(channel, release.text, release.findings)
 
     def end(self, channel: str, *, tool: str | None = None) -> str:
@@ -452,6 +480,7 @@ class OutputFilter:
         restorer = self._restorers.pop(channel, None)
         if restorer is not None:
             out += restorer.flush()
+        self._json.pop(channel, None)
         if tool is not None:
             arguments = "".join(self._tool_args.pop(channel, []))
             if self._record.vault is not None:  # as the agent will get them
@@ -461,6 +490,11 @@ class OutputFilter:
 
     def open_channels(self) -> list[str]:
         return [*self._scanners, *(c for c in self._restorers if c not in self._scanners)]
+
+
+def _label(channel: str) -> str:
+    """A stream channel ("choice 0", "tool call 0:1", "args 2") as a reply's channel."""
+    return TOOL_CALL if channel.startswith(("tool call", "args")) else "assistant"
 
 
 def log_entries(record: Record | None) -> list[dict[str, str]]:

@@ -6,6 +6,9 @@ SPEC: with no provider keys in the environment it becomes ready and answers
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 import yaml
 
@@ -83,3 +86,32 @@ async def test_default_bundle_info_and_models(default_sidecar: Sidecar) -> None:
         doc = yaml.safe_load(DEFAULT_BUNDLE_FILE.read_text())
         assert info["revision"] == str(doc["revision"])
     assert info["last_error"] is None
+
+
+async def test_default_bundle_keeps_tool_call_arguments_valid_json(
+    default_sidecar: Sidecar,
+) -> None:
+    """The output PII guard must not turn `{"bytes": 2147483648}` into `{"bytes": [PHONE]}`."""
+    gpt, _ = mock_models()
+    client = default_sidecar.openai()
+    args = {
+        "path": "/x.bin",
+        "bytes": 2147483648,
+        "note": "Version 1.2.3.4",
+        "cc": "jo@example.com",
+    }
+    tools: Any = [{"type": "function", "function": {"name": "write_file", "parameters": {}}}]
+    messages: Any = [{"role": "user", "content": "call write_file " + json.dumps(args)}]
+    reply = await client.chat.completions.create(model=gpt, tools=tools, messages=messages)
+    [call] = reply.choices[0].message.tool_calls or []
+    assert call.type == "function" and json.loads(call.function.arguments) == args
+
+    stream = await client.chat.completions.create(
+        model=gpt, tools=tools, messages=messages, stream=True
+    )
+    parts = []
+    async for chunk in stream:
+        for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            if tc.function and tc.function.arguments:
+                parts.append(tc.function.arguments)
+    assert json.loads("".join(parts)) == args
