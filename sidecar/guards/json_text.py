@@ -64,6 +64,8 @@ class JsonStrings:
             elif ch == '"':
                 self._in_string = True
                 start = i + 1
+        if self._escape:
+            inside.add(len(piece))  # the piece ends inside an escape
         if self._in_string:
             spans.append((start, len(piece)))
         return Stretches(tuple(spans), frozenset(inside), plain=False)
