@@ -384,7 +384,7 @@ class OutputFilter:
             label: [g for g in scanning if label in g.channels] for label in OUTPUT_CHANNELS
         }
         self._redacts_json = any(g.action == "redact" for g in self._by_label[TOOL_CALL])
-        self._seen = 0
+        self._seen: dict[str, int] = {}  # characters streamed, per channel kind
         self._scanners: dict[str, StreamScanner] = {}
         self._restorers: dict[str, redact.StreamRestorer] = {}
         self._tool_args: dict[str, list[str]] = {}
@@ -400,10 +400,11 @@ class OutputFilter:
         )
 
     def _count(self, label: str, piece: str) -> None:
-        self._seen += len(piece)
+        self._seen[label] = self._seen.get(label, 0) + len(piece)
         for guard in self._sizes:
             assert isinstance(guard.detector, SizeDetector)
-            if label in guard.channels and guard.detector.over(self._seen):
+            seen = sum(n for read, n in self._seen.items() if read in guard.channels)
+            if label in guard.channels and guard.detector.over(seen):
                 hit = Hit(guard.id, "output", guard.kind, "SIZE_LIMIT", guard.action, label)
                 self._sizes = [g for g in self._sizes if g is not guard]  # once per stream
                 self._record.hits.append(hit)
