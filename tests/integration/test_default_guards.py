@@ -46,6 +46,7 @@ def oai(sc: Running) -> openai.AsyncOpenAI:
         "config: password={v}",
         "env: SECRET_KEY={v}",
         "Error: password={v} rejected",
+        "db:\n  host: localhost\n  api_key: {v}",
         '{{"password": "{v}"}}',
         "deploy with --api-key {v} please",
         "HOME=/root\nDB_PASSWORD={v}\nTERM=xterm",
