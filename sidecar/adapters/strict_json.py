@@ -63,7 +63,7 @@ def _case_distinct(root: dict[str, Any]) -> bool:
             if len(node) > 1:
                 joined = "\0".join(node)
                 # All-ASCII keys without capitals cannot collide; others are folded.
-                if not (joined.isascii() and not _has_upper(joined)) and len(
+                if not (joined.isascii() and joined.islower()) and len(
                     {key.casefold() for key in node}
                 ) != len(node):
                     return False
@@ -77,10 +77,6 @@ def _case_distinct(root: dict[str, Any]) -> bool:
                 if kind is dict or kind is list:
                     push(value)
     return True
-
-
-def _has_upper(text: str) -> bool:
-    return text != text.lower()
 
 
 def _exactly_unique(raw: bytes) -> bool:
