@@ -8,6 +8,7 @@ from sidecar.adapters.output import StreamEditor, TextFilter
 from sidecar.adapters.strict_json import load_object as load_object  # the one body parse
 from sidecar.call import Call, Provider, Text, Usage
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.names import fold
 
 
 class StreamObserver(Protocol):
@@ -63,6 +64,7 @@ class Adapter(Protocol):
 
 
 def require_model(body: dict[str, Any]) -> str:
+    """The request's model name in the form policy matches it (folded; sent upstream as is)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise SidecarError(
@@ -79,7 +81,7 @@ def require_model(body: dict[str, Any]) -> str:
             code="invalid_model_name",
             param="model",
         )
-    return model
+    return fold(model)
 
 
 def stream_flag(body: dict[str, Any]) -> bool:
