@@ -48,9 +48,17 @@ def load_object(raw: bytes) -> dict[str, Any]:
         )
     if not _case_distinct(body):
         _refuse(raw)
-    if orjson.dumps(body) != raw and not _exactly_unique(raw):
+    if not _canonical(body, raw) and not _exactly_unique(raw):
         _refuse(raw)
     return body
+
+
+def _canonical(body: dict[str, Any], raw: bytes) -> bool:
+    """True if `raw` is exactly orjson's serialization of what it parsed to."""
+    try:
+        return orjson.dumps(body) == raw
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes; the exact path reads it
+        return False
 
 
 def _case_distinct(root: dict[str, Any]) -> bool:
@@ -83,8 +91,8 @@ def _exactly_unique(raw: bytes) -> bool:
     """The exact path: does any object in the body repeat a key? Raises nothing."""
     try:
         json.loads(raw, object_pairs_hook=_strict_object)
-    except (_Repeated, RecursionError):
-        return False
+    except (_Repeated, RecursionError, ValueError):
+        return False  # _refuse says which
     return True
 
 
@@ -101,7 +109,11 @@ def _refuse(raw: bytes) -> None:
         found = _find_ambiguous(json.loads(raw, object_pairs_hook=_Pairs), "")
     except RecursionError:
         raise SidecarError(
-            ErrorKind.INVALID_REQUEST, "request body is nested too deeply", code=DUPLICATE_KEY
+            ErrorKind.INVALID_REQUEST, "request body is nested too deeply to be checked"
+        ) from None
+    except ValueError as exc:  # what orjson took but the standard decoder does not
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc}"
         ) from None
     where, key, other = found or ("", "?", "?")
     place = f"in '{where}'" if where else "at the top level"

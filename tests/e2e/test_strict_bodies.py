@@ -197,3 +197,20 @@ async def test_keys_spelled_with_escapes_are_the_same_keys(
         assert status == 400, (raw, body)
         assert assert_openai_error_shape(body)["code"] == "duplicate_key", raw
     assert fake.requests == []
+
+
+async def test_a_body_nested_deeper_than_orjson_writes_is_still_answered(
+    sidecar: Sidecar, fake: FakeUpstream
+) -> None:
+    """orjson reads 1,024 levels but writes 254: the check must not turn that into a 500."""
+    for depth, status in ((300, 200), (1020, 400)):
+        raw = (
+            b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"metadata":'
+            + b"[" * depth
+            + b"]" * depth
+            + b"}"
+        )
+        got, body, _ = await raw_post(f"{sidecar.openai_base}/chat/completions", raw)
+        assert got == status, (depth, body)
+    assert len(fake.requests) == 1
+    await still_serving(sidecar)
