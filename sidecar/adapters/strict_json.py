@@ -12,7 +12,8 @@ parse: when the body is byte for byte what orjson writes for the parsed object
 (what the OpenAI and Anthropic SDKs send: compact JSON, UTF-8 unescaped), the
 body cannot hold a repeated key, because the parsed object has none. Any other
 body takes the exact path, the standard library's decoder with a hook that
-sees every key. The check can only be wrong towards the exact path.
+sees every key. The check can only be wrong towards the exact path. Keys that
+differ only in case are found by one walk over the parsed objects.
 """
 
 from __future__ import annotations
