@@ -127,3 +127,21 @@ def test_check_refuses_a_cedar_name_that_could_never_match(tmp_path: Path) -> No
     assert "policies/rules.cedar" in out
     assert "no-gpt-4o" in out and "write 'gpt-4o*', not 'GPT-4o*'" in out
     assert "only-search" in out and "write 'search', not 'Search'" in out
+
+
+async def test_context_tools_holds_folded_names(
+    tmp_path: Path, launch: SidecarLauncher, fake: FakeUpstream, fake_claude: FakeUpstream
+) -> None:
+    cedar = """
+@id("no-chat-with-shell")
+forbid (principal, action == Sidecar::Action::"llm.chat", resource)
+when { context.tools.contains("shell") };
+"""
+    bundle = standard_bundle(fake.url, fake_claude.url)
+    sc = await launch(with_policy(bundle, tmp_path / "b", cedar))
+    with pytest.raises(openai.PermissionDeniedError) as excinfo:
+        await sc.openai().chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], tools=TOOLS
+        )
+    assert "no-chat-with-shell" in excinfo.value.message
+    assert fake.requests == []
