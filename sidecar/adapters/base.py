@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import orjson
-
 from sidecar.adapters.output import StreamEditor, TextFilter
+from sidecar.adapters.strict_json import load_object as load_object  # the one body parse
 from sidecar.call import Call, Provider, Text, Usage
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.names import fold
 
 
 class StreamObserver(Protocol):
@@ -63,31 +63,25 @@ class Adapter(Protocol):
     tool_markers: tuple[bytes, ...]
 
 
-def load_object(raw: bytes) -> dict[str, Any]:
-    """Parse a request body that must be one JSON object."""
-    if not raw:
-        raise SidecarError(ErrorKind.INVALID_REQUEST, "request body is empty; expected JSON")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SidecarError(
-            ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(body, dict):
-        raise SidecarError(
-            ErrorKind.INVALID_REQUEST,
-            f"request body must be a JSON object, not {type(body).__name__}",
-        )
-    return body
-
-
 def require_model(body: dict[str, Any]) -> str:
+    """The request's model name in the form policy matches it (folded; sent upstream as is)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise SidecarError(
             ErrorKind.INVALID_REQUEST, "'model' is required and must be a string", param="model"
         )
-    return model
+    # Policy matches the name it sees; an upstream that trims it or drops invisible
+    # characters would run a model the policy never matched. (`isprintable` is false
+    # for control, format — zero-width, bidi — and separator characters but the space.)
+    if not model.isprintable() or model[0] == " " or model[-1] == " ":
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST,
+            f"'model' {model!r} has surrounding whitespace or a control or invisible "
+            "character; send the model name alone",
+            code="invalid_model_name",
+            param="model",
+        )
+    return fold(model)
 
 
 def stream_flag(body: dict[str, Any]) -> bool:

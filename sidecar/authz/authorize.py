@@ -23,6 +23,7 @@ import orjson
 
 from sidecar.authz.policy import CompiledPolicies
 from sidecar.identity.principal import Principal
+from sidecar.names import fold
 
 CACHE_LIMIT = 4096
 SUBSET_LIMIT = 512
@@ -57,6 +58,7 @@ class Authorizer:
         compiled = self._compiled
         if compiled is None:
             return Decision(False, ())
+        resource_id = fold(resource_id)  # Cedar sees every model and tool name folded
         keys = compiled.context_keys
         fields = context.items() if keys is None else ((k, context.get(k)) for k in keys)
         key = (principal, action, resource_type, resource_id, tuple(sorted(fields)))

@@ -12,13 +12,14 @@ from typing import Any
 
 from sidecar.call import Call
 from sidecar.identity.principal import Principal
+from sidecar.names import fold
 
 _FIELDS: dict[str, Callable[[Call, Principal], Any]] = {
     "tenant": lambda call, p: p.tenant,
     "stream": lambda call, p: call.stream,
     "token_estimate": lambda call, p: call.token_estimate,
     "max_output_tokens": lambda call, p: call.max_output_tokens or 0,
-    "tools": lambda call, p: frozenset(call.tool_names),
+    "tools": lambda call, p: frozenset(fold(name) for name in call.tool_names),
     "hour_utc": lambda call, p: time.gmtime().tm_hour,
     "weekday_utc": lambda call, p: time.gmtime().tm_wday + 1,
 }

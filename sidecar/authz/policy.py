@@ -18,8 +18,10 @@ from typing import Any
 
 import cedarpy
 
+from sidecar.authz.folded_names import unfolded_names
 from sidecar.authz.locate import error_line, line_of, policy_spans
 from sidecar.bundle.validate import Problem, format_path
+from sidecar.names import fold
 
 LLM_ACTIONS = (
     "llm.chat",
@@ -93,7 +95,7 @@ def _permit(label: str, role: str, actions: list[str], kind: str, patterns: list
     action_list = ", ".join(f'Sidecar::Action::"{a}"' for a in actions)
     condition = ""
     if "*" not in patterns:
-        tests = " || ".join(f'resource.name like "{_like(p)}"' for p in patterns)
+        tests = " || ".join(f'resource.name like "{_like(fold(p))}"' for p in patterns)
         condition = f" when {{ {tests} }}"
     return (
         f'@id("{label}")\n'
@@ -164,6 +166,16 @@ def compile_policies(
                         )
                     )
                 seen_ids[annotation] = where
+            unfolded = unfolded_names(statics[local_id]) if where in files else []
+            if unfolded:
+                spellings = ", ".join(f"{fold(n)!r}, not {n!r}" for n in unfolded)
+                problems.append(
+                    Problem(
+                        where,
+                        f"{label}: model and tool names are matched without regard to case, "
+                        f"in lower case: write {spellings}",
+                    )
+                )
             labels[f"policy{offset}"] = label
             est_by_id[f"policy{offset}"] = statics[local_id]
             offset += 1

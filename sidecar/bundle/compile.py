@@ -20,6 +20,7 @@ from sidecar.call import Provider
 from sidecar.guards.config import GuardSet, compile_guards
 from sidecar.identity.resolve import compile_identity, compile_jwt
 from sidecar.limits.rules import LimitSet, compile_limits
+from sidecar.names import fold, glob
 from sidecar.resilience.policy import DEFAULT_FALLBACK_ON, compile_upstream_policy
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
@@ -83,7 +84,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
             name=route.get("name") or f"route-{i}",
             upstream=route["upstream"],
             path=_glob((route.get("match") or {}).get("path")),
-            model=_glob((route.get("match") or {}).get("model")),
+            model=_name_glob((route.get("match") or {}).get("model")),
             path_glob=(route.get("match") or {}).get("path", "*"),
             model_glob=(route.get("match") or {}).get("model", "*"),
             model_rewrite=route.get("model"),
@@ -104,7 +105,7 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
     for spec in upstreams.values():
         for model in spec.models:
             if model not in models and any(
-                r.upstream == spec.name and (r.model is None or r.model.fullmatch(model))
+                r.upstream == spec.name and (r.model is None or r.model.fullmatch(fold(model)))
                 for r in routes
             ):
                 models.append(model)
@@ -171,6 +172,10 @@ def _glob(pattern: str | None) -> re.Pattern[str] | None:
     if pattern is None or pattern == "*":
         return None
     return re.compile(fnmatch.translate(pattern), re.DOTALL)
+
+
+def _name_glob(pattern: str | None) -> re.Pattern[str] | None:
+    return None if pattern is None or pattern == "*" else glob(pattern)
 
 
 def _upstream(name: str, cfg: dict[str, Any], warnings: list[str]) -> UpstreamSpec:

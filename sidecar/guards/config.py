@@ -26,6 +26,7 @@ from sidecar.guards.rules import (
     SizeDetector,
     ToolSchemaDetector,
 )
+from sidecar.names import fold, glob
 
 Stage = Literal["input", "output", "tool"]
 Action = Literal["block", "redact", "monitor"]
@@ -87,7 +88,7 @@ class Guard:
     hold: int = 0  # characters a stream must keep back for this guard's patterns
 
     def reads_tool(self, name: str) -> bool:
-        return not self.tools or any(p.fullmatch(name) for p in self.tools)
+        return not self.tools or any(p.fullmatch(fold(name)) for p in self.tools)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _scope(cfg: Mapping[str, Any] | None) -> Scope:
     return Scope(
         routes=_globs(cfg.get("routes")),
         tenants=frozenset(cfg.get("tenants") or ()),
-        models=_globs(cfg.get("models")),
+        models=tuple(glob(v) for v in cfg.get("models") or ()),
         roles=frozenset(cfg.get("roles") or ()),
     )
 
@@ -415,7 +416,7 @@ def _guard(
         fail_closed=cfg.get("fail", "closed") == "closed",
         scope=_scope(cfg.get("scope")),
         channels=channels,
-        tools=_globs(cfg.get("tools")),
+        tools=tuple(glob(v) for v in cfg.get("tools") or ()),
         detector=detector,
         webhook=webhook,
         hold=hold,

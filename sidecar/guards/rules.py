@@ -18,6 +18,7 @@ import re2
 
 from sidecar.bundle.validate import Problem
 from sidecar.guards.finding import Finding
+from sidecar.names import fold
 
 
 class PatternSyntaxError(Exception):
@@ -173,13 +174,13 @@ class ToolSchemaDetector:
                     Problem(f"{path}.{name}", f"not a valid JSON Schema: {exc.message}")
                 )
                 continue
-            self._validators[name] = cls(schema)
+            self._validators[fold(name)] = cls(schema)
 
     def scan(self, text: str) -> list[Finding]:
         return []
 
     def check(self, name: str, arguments: Any) -> list[Finding]:
-        validator = self._validators.get(name)
+        validator = self._validators.get(fold(name))
         if validator is None:
             return []
         out: list[Finding] = []

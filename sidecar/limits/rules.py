@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sidecar.bundle.validate import Problem
+from sidecar.names import fold, glob
 
 DIMENSIONS = ("tenant", "user", "agent", "model", "route", "tool")
 MATCH_FIELDS = {
@@ -24,6 +25,7 @@ MATCH_FIELDS = {
     "routes": "route",
     "tools": "tool",
 }
+_NAMES = frozenset({"models", "tools"})  # matched folded, as everywhere (sidecar.names)
 CALENDAR = ("day", "month")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -149,10 +151,10 @@ def compile_limits(
     prices = tuple(
         (
             name,
-            None if not any(c in name for c in "*?[") else re.compile(fnmatch.translate(name)),
+            None if not any(c in name for c in "*?[") else glob(name),
             Price(float(p["input"]) / 1e6, float(p["output"]) / 1e6),
         )
-        for name, p in (doc.get("pricing") or {}).items()
+        for name, p in ((fold(n), p) for n, p in (doc.get("pricing") or {}).items())
     )
     # Exact names first, then globs in the order written.
     prices = tuple(sorted(prices, key=lambda p: p[1] is not None))
@@ -221,7 +223,12 @@ def _rule(cfg: Mapping[str, Any], path: str, problems: list[Problem]) -> LimitRu
         return None
     match = cfg.get("match") or {}
     compiled = tuple(
-        (MATCH_FIELDS[field], _globs(match[field])) for field in MATCH_FIELDS if match.get(field)
+        (
+            MATCH_FIELDS[field],
+            _globs([fold(v) for v in match[field]] if field in _NAMES else match[field]),
+        )
+        for field in MATCH_FIELDS
+        if match.get(field)
     )
     tokens = cfg.get("tokens") or {}
     return LimitRule(
