@@ -19,6 +19,8 @@ def load_or_report(source: str, err: TextIO) -> Snapshot | None:
         for problem in exc.problems:
             print(str(problem), file=err)
         print(f"{source}: invalid bundle ({len(exc.problems)} error(s))", file=err)
+    except Exception as exc:  # a bundle is reported on, never crashes the CLI
+        print(f"error: {source}: the bundle could not be loaded: {type(exc).__name__}", file=err)
     return None
 
 
