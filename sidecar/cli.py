@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "(env SIDECAR_ADMIN; default 127.0.0.1:8702)",
     )
     run.add_argument(
+        "--probes",
+        metavar="HOST:PORT",
+        help="a listener serving only /healthz and /readyz, for kubelet probes on the pod IP "
+        "while --admin stays on loopback (env SIDECAR_PROBES; default off)",
+    )
+    run.add_argument(
         "--max-body-bytes",
         type=int,
         metavar="N",
@@ -149,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
             bundle=args.bundle,
             http=args.http,
             admin=args.admin,
+            probes=args.probes,
             max_body_bytes=args.max_body_bytes,
             otel_exporter=args.otel_exporter,
             log_level=args.log_level,

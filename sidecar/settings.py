@@ -50,6 +50,9 @@ class Settings:
     decision_log_content: bool = False
     drain_delay: float = DEFAULT_DRAIN_DELAY_S  # SIGTERM -> not ready, still accepting
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S  # then: calls in flight get this long
+    # /healthz and /readyz alone, for kubelet probes on the pod IP while the admin
+    # listener (bundle status, metrics) stays on loopback. None: no such listener.
+    probes: Listen | None = None
 
     @classmethod
     def resolve(
@@ -58,6 +61,7 @@ class Settings:
         bundle: str | None = None,
         http: str | None = None,
         admin: str | None = None,
+        probes: str | None = None,
         max_body_bytes: int | None = None,
         otel_exporter: str | None = None,
         log_level: str | None = None,
@@ -87,6 +91,7 @@ class Settings:
             bundle=Path(bundle) if bundle else None,
             http=parse_listen(http or env.get("SIDECAR_HTTP") or DEFAULT_HTTP, "http"),
             admin=parse_listen(admin or env.get("SIDECAR_ADMIN") or DEFAULT_ADMIN, "admin"),
+            probes=_optional_listen(probes or env.get("SIDECAR_PROBES") or "", "probes"),
             max_body_bytes=max_body_bytes,
             otel_exporter=exporter,
             log_level=(log_level or env.get("SIDECAR_LOG_LEVEL") or "info").upper(),
@@ -99,6 +104,12 @@ class Settings:
             drain_delay=_ms(env, "SIDECAR_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY_S),
             shutdown_grace=_ms(env, "SIDECAR_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_S),
         )
+
+
+def _optional_listen(value: str, what: str) -> Listen | None:
+    if value.strip().lower() in ("", "off", "none"):
+        return None
+    return parse_listen(value.strip(), what)
 
 
 def _ms(env: os._Environ[str], name: str, default: float) -> float:

@@ -54,3 +54,13 @@ def test_bad_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIDECAR_MAX_BODY_BYTES", "lots")
     with pytest.raises(SettingsError, match="SIDECAR_MAX_BODY_BYTES"):
         Settings.resolve()
+
+
+def test_probes_listener_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDECAR_PROBES", raising=False)
+    assert Settings.resolve().probes is None
+    monkeypatch.setenv("SIDECAR_PROBES", "0.0.0.0:8703")
+    assert str(Settings.resolve().probes) == "0.0.0.0:8703"
+    assert str(Settings.resolve(probes="127.0.0.1:9").probes) == "127.0.0.1:9"
+    with pytest.raises(SettingsError):
+        Settings.resolve(probes="nope")
