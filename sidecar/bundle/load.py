@@ -27,6 +27,7 @@ MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # all files together (and the .tar.gz itsel
 MAX_FILES = 1000  # files, plus directories and other archive members
 MAX_DEPTH = 64  # nesting of mappings and lists in bundle.yaml / .json
 MAX_NODES = 1_000_000  # values in bundle.yaml once YAML aliases are expanded
+MAX_POLICY_NESTING = 200  # how deep one Cedar policy's expression may parse
 ROOT_NAMES = ("bundle.yaml", "bundle.yml", "bundle.json")
 
 SHAPE = ShapeLimits(max_depth=MAX_DEPTH, max_nodes=MAX_NODES)

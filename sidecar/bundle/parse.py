@@ -72,6 +72,53 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
+# Cedar: strings and comments are skipped; then operators, keywords that build an
+# expression node, and brackets are what make the parsed tree deep.
+_CEDAR_TOKEN = re.compile(
+    r'"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+(?:"|\\?\Z)'
+    r"|//[^\n]*"
+    r"|&&|\|\||==|!=|<=|>=|[<>+\-*!.]"
+    r"|\b(?:in|has|like|is|if|then|else)\b"
+    r"|[(\[{]|[)\]}]|;"
+)
+
+
+def cedar_nesting(text: str) -> int:
+    """An upper bound on how deep any Cedar policy in `text` parses.
+
+    The Cedar parser and the tools over its output recurse once per level: a
+    policy a thousand parentheses deep overflows the native stack, and a chain
+    of a few hundred `&&` exhausts Python's recursion limit when the policy's
+    JSON form is read. Within one bracket group a chain of n operators is at
+    most n levels deep, so a group's height is its operator count plus its
+    tallest inner group, plus one: exact for chains, small for balanced trees.
+    """
+    tallest = 0
+    groups: list[list[int]] = [[0, 0]]  # per open group: [operators, tallest inner group]
+    for match in _CEDAR_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first == '"' or token.startswith("//"):
+            continue
+        if first in "([{":
+            groups.append([0, 0])
+        elif first in ")]}":
+            if len(groups) > 1:
+                ops, inner = groups.pop()
+                height = ops + inner + 1
+                groups[-1][1] = max(groups[-1][1], height)
+                tallest = max(tallest, len(groups) + height)
+        elif first == ";":
+            ops, inner = groups[0]
+            tallest = max(tallest, ops + inner + 1)
+            groups = [[0, 0]]
+        else:
+            groups[-1][0] += 1
+    for ops, inner in groups:
+        tallest = max(tallest, ops + inner + 1)
+    return tallest + len(groups) - 1
+
+
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:

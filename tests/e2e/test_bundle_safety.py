@@ -100,6 +100,74 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+MOCK_ONLY = {
+    "apiVersion": "sidecar/v1",
+    "revision": "c1",
+    "upstreams": {"mock": {"builtin": "mock"}},
+    "routes": [{"upstream": "mock"}],
+}
+
+
+def deep_policy(shape: str) -> str:
+    body = {
+        "parens": "(" * DEEP + "true" + ")" * DEEP,
+        "chain": " && ".join(["true"] * DEEP),
+    }[shape]
+    return f"permit (principal, action, resource) when {{ {body} }};\n"
+
+
+@pytest.mark.parametrize("shape", ["parens", "chain"])
+def test_check_deeply_nested_cedar_policy(tmp_path: Path, shape: str) -> None:
+    """The Cedar parser recurses natively: a thousand parentheses overflow its stack."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "deep.cedar").write_text(deep_policy(shape))
+    write_bundle(tmp_path, {**MOCK_ONLY, "policies": ["policies/*.cedar"]})
+    assert_clean_failure(run_cli(["check", str(tmp_path)]), "policies/deep.cedar", "levels deep")
+
+
+def test_role_with_thousands_of_models(tmp_path: Path) -> None:
+    """Roles compile into Cedar; a long model list must not become a parse too deep."""
+    models = [f"model-{i}-*" for i in range(5000)] + ["mock-*"]
+    roles = {"agent": [{"actions": ["llm.*"], "models": models}]}
+    tests = [
+        {
+            "name": "last listed",
+            "principal": "pod",
+            "action": "llm.chat",
+            "model": "mock-echo",
+            "expect": "allow",
+        },
+        {
+            "name": "not listed",
+            "principal": "pod",
+            "action": "llm.chat",
+            "model": "other",
+            "expect": "deny",
+        },
+    ]
+    write_bundle(tmp_path, {**MOCK_ONLY, "roles": roles, "tests": tests})
+    result = run_cli(["check", str(tmp_path)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_cli(["test", str(tmp_path)])
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
+
+
+def test_check_deeply_nested_jwks_file(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "jwks.json").write_text('{"keys": ' + "[" * DEEP + "]" * DEEP + "}")
+    identity = {
+        "jwt": [
+            {
+                "issuer": "https://login.example.com/",
+                "audiences": ["sidecar"],
+                "jwks_file": "keys/jwks.json",
+            }
+        ]
+    }
+    write_bundle(tmp_path, {**MOCK_ONLY, "identity": identity})
+    assert_clean_failure(run_cli(["check", str(tmp_path)]), "jwks_file", "levels deep")
+
+
 def tar_bundle(path: Path, members: list[tuple[str, bytes]]) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members:
@@ -270,6 +338,22 @@ async def test_reverted_bad_edit_clears_last_error(
         assert time.monotonic() - since < RELOAD_WITHIN + 3, f"stale last_error: {info}"
         await asyncio.sleep(0.05)
     assert info["revision"] == "r1"
+    assert await chat_revision(sidecar) == "r1"
+
+
+async def test_hot_reload_of_a_deep_cedar_policy_is_rejected(
+    sidecar: Sidecar, bundle_dir: Path, fake: FakeUpstream, fake_claude: FakeUpstream
+) -> None:
+    before = await reload_errors(sidecar)
+    await asyncio.sleep(0.1)
+    (bundle_dir / "policies").mkdir()
+    (bundle_dir / "policies" / "deep.cedar").write_text(deep_policy("parens"))
+    bad = standard_bundle(fake.url, fake_claude.url, revision="r2")
+    bad["policies"] = ["policies/*.cedar"]
+    write_bundle(bundle_dir, bad)
+    info = await wait_for_last_error(sidecar, before)
+    assert "policies/deep.cedar" in json.dumps(info["last_error"]), info
+    assert sidecar.proc.poll() is None
     assert await chat_revision(sidecar) == "r1"
 
 
