@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.bundle.compile import BundleInvalid, compile_bundle
 from sidecar.bundle.load import BundleReadError, read_bundle
-from sidecar.bundle.public import public_problem, public_warning
+from sidecar.bundle.public import public_problem, public_text, public_warning
 from sidecar.bundle.snapshot import Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem
 from sidecar.telemetry.instruments import Instruments
@@ -172,7 +172,7 @@ class BundleStore:
         snap = self.active.snapshot if self.active else None
         return {
             "ready": snap is not None,
-            "source": self.source,
+            "source": public_text(self.source),
             "revision": snap.revision if snap else None,
             "digest": snap.digest if snap else None,
             "loaded_at": _iso(snap.loaded_at) if snap else None,

@@ -319,6 +319,33 @@ async def test_hot_reload_of_a_deep_bundle_is_rejected(
     assert sidecar.proc.poll() is None
 
 
+async def test_start_on_a_deep_bundle_stays_up_not_ready(
+    launch: SidecarLauncher, tmp_path: Path
+) -> None:
+    """A ConfigMap holding a hostile bundle must not crash-loop every pod: the
+    sidecar stays up, not ready, and says why."""
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    (bundle_dir / "bundle.yaml").write_text(deep_yaml())
+    sidecar = await launch(bundle_dir, wait=False)
+    since = time.monotonic()
+    while True:
+        assert sidecar.proc.poll() is None, f"sidecar died: {sidecar.stderr()[-3000:]}"
+        try:
+            info = await sidecar.admin_json("/bundle")
+        except (OSError, AssertionError):
+            info = {}
+        if info.get("last_error"):
+            break
+        assert time.monotonic() - since < 10, f"no rejection reported: {info}"
+        await asyncio.sleep(0.05)
+    assert info["ready"] is False
+    assert "levels deep" in json.dumps(info["last_error"])
+    assert (await sidecar.admin_get("/readyz"))[0] == 503
+    assert await reload_errors(sidecar) >= 1
+    assert '"bundle rejected"' in sidecar.stderr()
+
+
 async def test_reverted_bad_edit_clears_last_error(
     sidecar: Sidecar, bundle_dir: Path, fake: FakeUpstream, fake_claude: FakeUpstream
 ) -> None:
