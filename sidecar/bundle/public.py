@@ -17,6 +17,7 @@ from sidecar.bundle.validate import Problem
 WITHHELD = "(value withheld; `sidecar check` shows it)"
 
 _URL = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'"<>]*)""")
+_PARENTHESISED = re.compile(r" \([^)]*\)")
 _CREDENTIAL_SOURCE = re.compile(
     r"(environment variable|(?:cannot read )?API key file|cannot read) [^\s:,;]+"
 )
@@ -32,7 +33,8 @@ def public_problem(problem: Problem | str) -> str:
 
 def public_warning(warning: str) -> str:
     if warning.startswith("redis.url"):
-        return f"the Redis URL cannot be used; Redis limits use their on_store_error {WITHHELD}"
+        # A URL the parser refused is quoted in its error: keep the field, drop the detail.
+        warning = _PARENTHESISED.sub("", warning)
     return public_text(warning)
 
 
