@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.bundle.load import DEFAULT_LIMITS, DEPTH_CEILING, ReadLimits
 from sidecar.telemetry.setup import EXPORTERS, Exporter
 
 DEFAULT_HTTP = "127.0.0.1:8700"
@@ -53,6 +55,7 @@ class Settings:
     # /healthz and /readyz alone, for kubelet probes on the pod IP while the admin
     # listener (bundle status, metrics) stays on loopback. None: no such listener.
     probes: Listen | None = None
+    bundle_limits: ReadLimits = DEFAULT_LIMITS  # size, file count and depth a bundle may have
 
     @classmethod
     def resolve(
@@ -103,7 +106,30 @@ class Settings:
             else _flag(env.get("SIDECAR_DECISION_LOG_CONTENT", "")),
             drain_delay=_ms(env, "SIDECAR_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY_S),
             shutdown_grace=_ms(env, "SIDECAR_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_S),
+            bundle_limits=bundle_limits(env),
         )
+
+
+def bundle_limits(env: Mapping[str, str]) -> ReadLimits:
+    """SIDECAR_BUNDLE_MAX_BYTES / _MAX_FILES / _MAX_DEPTH, for `run`, `check` and `test` alike."""
+    return ReadLimits(
+        max_bytes=_positive(env, "SIDECAR_BUNDLE_MAX_BYTES", DEFAULT_LIMITS.max_bytes),
+        max_files=_positive(env, "SIDECAR_BUNDLE_MAX_FILES", DEFAULT_LIMITS.max_files),
+        max_depth=_positive(
+            env, "SIDECAR_BUNDLE_MAX_DEPTH", DEFAULT_LIMITS.max_depth, ceiling=DEPTH_CEILING
+        ),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int, ceiling: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise SettingsError(f"{name}: expected a positive whole number, got {raw!r}")
+    if ceiling is not None and int(raw) > ceiling:
+        raise SettingsError(f"{name}: at most {ceiling}, got {raw}")
+    return int(raw)
 
 
 def _optional_listen(value: str, what: str) -> Listen | None:

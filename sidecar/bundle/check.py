@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import TextIO
 
 from sidecar.bundle.compile import BundleInvalid, load_snapshot
-from sidecar.bundle.load import BundleReadError
+from sidecar.bundle.load import DEFAULT_LIMITS, BundleReadError, ReadLimits
 from sidecar.bundle.snapshot import Snapshot
 
 
-def load_or_report(source: str, err: TextIO) -> Snapshot | None:
+def load_or_report(
+    source: str, err: TextIO, limits: ReadLimits = DEFAULT_LIMITS
+) -> Snapshot | None:
     """The compiled bundle, or None after printing every problem (for CLI commands)."""
     try:
-        return load_snapshot(source)
+        return load_snapshot(source, limits)
     except BundleReadError as exc:
         print(f"error: {exc}", file=err)
     except BundleInvalid as exc:
@@ -24,8 +26,8 @@ def load_or_report(source: str, err: TextIO) -> Snapshot | None:
     return None
 
 
-def check(source: str, out: TextIO, err: TextIO) -> int:
-    snap = load_or_report(source, err)
+def check(source: str, out: TextIO, err: TextIO, limits: ReadLimits = DEFAULT_LIMITS) -> int:
+    snap = load_or_report(source, err, limits)
     if snap is None:
         return 1
     print(f"bundle {snap.source}: OK", file=out)

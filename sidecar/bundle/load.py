@@ -22,15 +22,30 @@ from sidecar.bundle.parse import DocumentShapeError, ShapeLimits, parse_json, pa
 # The bounds a bundle must keep, checked before anything is parsed or held in
 # memory. A real bundle is a few files and a few kilobytes nested a dozen
 # levels; these leave ample room and keep a hostile one from costing more
-# than a bounded read.
+# than a bounded read. The first three can be changed (SIDECAR_BUNDLE_MAX_*).
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # all files together (and the .tar.gz itself)
 MAX_FILES = 1000  # files, plus directories and other archive members
 MAX_DEPTH = 64  # nesting of mappings and lists in bundle.yaml / .json
+DEPTH_CEILING = 256  # deeper documents reach Python's recursion limit in later stages
 MAX_NODES = 1_000_000  # values in bundle.yaml once YAML aliases are expanded
 MAX_POLICY_NESTING = 200  # how deep one Cedar policy's expression may parse
 ROOT_NAMES = ("bundle.yaml", "bundle.yml", "bundle.json")
 
 SHAPE = ShapeLimits(max_depth=MAX_DEPTH, max_nodes=MAX_NODES)
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_bytes: int = MAX_BUNDLE_BYTES
+    max_files: int = MAX_FILES
+    max_depth: int = MAX_DEPTH
+
+    @property
+    def shape(self) -> ShapeLimits:
+        return ShapeLimits(max_depth=self.max_depth, max_nodes=MAX_NODES)
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 class BundleReadError(Exception):
@@ -45,28 +60,30 @@ class RawBundle:
     digest: str  # sha256 over all files: equal digests mean nothing changed
 
 
-def read_bundle(source: str | os.PathLike[str]) -> RawBundle:
+def read_bundle(source: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) -> RawBundle:
     path = Path(source)
     if path.is_dir():
-        files = _read_dir(path)
+        files = _read_dir(path, limits)
     elif path.is_file():
         if not path.name.endswith((".tar.gz", ".tgz")):
             raise BundleReadError(
                 f"{path}: a bundle is a directory or a .tar.gz holding bundle.yaml"
             )
-        files = _read_tar(_read_capped(path, MAX_BUNDLE_BYTES, str(path)), str(path))
+        data = _read_capped(path, limits.max_bytes, str(path), limits)
+        files = _read_tar(data, str(path), limits)
     else:
         raise BundleReadError(f"{path}: no such file or directory")
     root = next((name for name in ROOT_NAMES if name in files), None)
     if root is None:
         raise BundleReadError(f"{path}: the bundle has no bundle.yaml (or bundle.json) at its root")
-    return RawBundle(str(path), parse_document(files[root], root), files, digest(files))
+    document = parse_document(files[root], root, limits.shape)
+    return RawBundle(str(path), document, files, digest(files))
 
 
-def parse_document(data: bytes, name: str) -> Any:
+def parse_document(data: bytes, name: str, shape: ShapeLimits = SHAPE) -> Any:
     kind = "JSON" if name.endswith(".json") else "YAML"
     try:
-        return parse_json(data, SHAPE) if kind == "JSON" else parse_yaml(data, SHAPE)
+        return parse_json(data, shape) if kind == "JSON" else parse_yaml(data, shape)
     except DocumentShapeError as exc:
         raise BundleReadError(f"{name}: refused: {exc}") from None
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
@@ -80,17 +97,17 @@ def digest(files: dict[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def _too_large(label: str) -> BundleReadError:
-    return BundleReadError(f"{label}: bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+def _too_large(label: str, limits: ReadLimits) -> BundleReadError:
+    return BundleReadError(f"{label}: bundle is larger than {limits.max_bytes} bytes (the limit)")
 
 
-def _too_many(label: str) -> BundleReadError:
+def _too_many(label: str, limits: ReadLimits) -> BundleReadError:
     return BundleReadError(
-        f"{label}: bundle has more than {MAX_FILES} files and directories (the limit)"
+        f"{label}: bundle has more than {limits.max_files} files and directories (the limit)"
     )
 
 
-def _read_capped(path: Path, budget: int, label: str) -> bytes:
+def _read_capped(path: Path, budget: int, label: str, limits: ReadLimits) -> bytes:
     """At most `budget` bytes of a file, read without trusting its size up front."""
     try:
         with path.open("rb") as f:
@@ -98,11 +115,11 @@ def _read_capped(path: Path, budget: int, label: str) -> bytes:
     except OSError as exc:
         raise BundleReadError(f"{path}: cannot read: {exc.strerror}") from None
     if len(data) > budget:
-        raise _too_large(label)
+        raise _too_large(label, limits)
     return data
 
 
-def _read_dir(root: Path) -> dict[str, bytes]:
+def _read_dir(root: Path, limits: ReadLimits) -> dict[str, bytes]:
     """All regular files under root, following symlinks, skipping dot-entries.
 
     Kubernetes ConfigMap volumes hold `..data` and `..<timestamp>` directories
@@ -129,17 +146,17 @@ def _read_dir(root: Path) -> dict[str, bytes]:
             if not full.is_file():
                 continue
             entries += 1
-            if entries > MAX_FILES:
-                raise _too_many(str(root))
-            data = _read_capped(full, MAX_BUNDLE_BYTES - total, str(root))
+            if entries > limits.max_files:
+                raise _too_many(str(root), limits)
+            data = _read_capped(full, limits.max_bytes - total, str(root), limits)
             total += len(data)
             files[full.relative_to(root).as_posix()] = data
-        if entries > MAX_FILES:
-            raise _too_many(str(root))
+        if entries > limits.max_files:
+            raise _too_many(str(root), limits)
     return files
 
 
-def _read_tar(data: bytes, label: str) -> dict[str, bytes]:
+def _read_tar(data: bytes, label: str, limits: ReadLimits) -> dict[str, bytes]:
     """The regular files of an archive; every member counts toward the limits.
 
     Sizes are checked from each header before the member is read or skipped,
@@ -153,11 +170,11 @@ def _read_tar(data: bytes, label: str) -> dict[str, bytes]:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for count, member in enumerate(tar, start=1):
-                if count > MAX_FILES:
-                    raise _too_many(label)
+                if count > limits.max_files:
+                    raise _too_many(label, limits)
                 total += max(member.size, 0)
-                if total > MAX_BUNDLE_BYTES:
-                    raise _too_large(label)
+                if total > limits.max_bytes:
+                    raise _too_large(label, limits)
                 name = member.name
                 parts = [p for p in name.split("/") if p not in ("", ".")]
                 if name.startswith("/") or ".." in parts:

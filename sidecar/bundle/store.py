@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.bundle.compile import BundleInvalid, compile_bundle
-from sidecar.bundle.load import BundleReadError, read_bundle
+from sidecar.bundle.load import DEFAULT_LIMITS, BundleReadError, ReadLimits, read_bundle
 from sidecar.bundle.public import public_problem, public_text, public_warning
 from sidecar.bundle.snapshot import Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem
@@ -39,8 +39,11 @@ class Generation:
 
 
 class BundleStore:
-    def __init__(self, source: str | Path, instruments: Instruments) -> None:
+    def __init__(
+        self, source: str | Path, instruments: Instruments, limits: ReadLimits = DEFAULT_LIMITS
+    ) -> None:
         self.source = str(source)
+        self._limits = limits
         self._instruments = instruments
         self.active: Generation | None = None
         self.last_error: dict[str, Any] | None = None
@@ -72,7 +75,7 @@ class BundleStore:
 
     async def _load(self, force: bool, reason: str) -> str:
         try:
-            raw = await asyncio.to_thread(read_bundle, self.source)
+            raw = await asyncio.to_thread(read_bundle, self.source, self._limits)
             if not force and self.active and raw.digest == self.active.snapshot.digest:
                 # A bad edit reverted: what is on disk is what serves, nothing is wrong.
                 self.last_error = None

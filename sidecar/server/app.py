@@ -52,7 +52,7 @@ class Sidecar:
         self.settings = settings
         self.telemetry = telemetry or setup_telemetry(settings.otel_exporter)
         source: Path = settings.bundle or default_bundle_path()
-        self.store = BundleStore(source, self.telemetry.instruments)
+        self.store = BundleStore(source, self.telemetry.instruments, settings.bundle_limits)
         dropped = self.telemetry.instruments.decision_log_dropped
         self.decision_log = DecisionLog(
             settings.decision_log,

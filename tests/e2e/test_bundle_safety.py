@@ -204,6 +204,43 @@ def test_check_directory_over_the_file_limit(tmp_path: Path) -> None:
     assert_clean_failure(run_cli(["check", str(tmp_path)]), "more than 1000 files")
 
 
+def test_bounds_are_set_from_the_environment(tmp_path: Path) -> None:
+    """SIDECAR_BUNDLE_MAX_*: the same bounds for `check`, `test` and `run`."""
+    write_bundle(tmp_path, MOCK_ONLY)
+    for i in range(5):
+        (tmp_path / f"f{i}.txt").write_bytes(b"")
+    assert run_cli(["check", str(tmp_path)]).returncode == 0
+    tight = run_cli(["check", str(tmp_path)], env={"SIDECAR_BUNDLE_MAX_FILES": "5"})
+    assert_clean_failure(tight, "more than 5 files")
+    small = run_cli(["check", str(tmp_path)], env={"SIDECAR_BUNDLE_MAX_BYTES": "20"})
+    assert_clean_failure(small, "larger than 20 bytes")
+    shallow = run_cli(["test", str(tmp_path)], env={"SIDECAR_BUNDLE_MAX_DEPTH": "2"})
+    assert_clean_failure(shallow, "more than 2 levels deep")
+    for value in ("0", "lots", "100000"):
+        bad = run_cli(["check", str(tmp_path)], env={"SIDECAR_BUNDLE_MAX_DEPTH": value})
+        assert bad.returncode == 2, (value, bad.stderr)
+        assert "SIDECAR_BUNDLE_MAX_DEPTH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_run_uses_the_bounds_from_the_environment(
+    launch: SidecarLauncher, bundle_dir: Path
+) -> None:
+    sidecar = await launch(bundle_dir, env={"SIDECAR_BUNDLE_MAX_BYTES": "100"}, wait=False)
+    since = time.monotonic()
+    while True:
+        assert sidecar.proc.poll() is None, f"sidecar died: {sidecar.stderr()[-3000:]}"
+        try:
+            info = await sidecar.admin_json("/bundle")
+        except (OSError, AssertionError):
+            info = {}
+        if info.get("last_error"):
+            break
+        assert time.monotonic() - since < 10, f"no rejection reported: {info}"
+        await asyncio.sleep(0.05)
+    assert "larger than 100 bytes" in json.dumps(info["last_error"])
+    assert info["ready"] is False
+
+
 def test_check_archive_claiming_a_huge_member(tmp_path: Path) -> None:
     """A header may claim any size; it is refused from the header, not by inflating it."""
     archive = tmp_path / "huge.tar.gz"

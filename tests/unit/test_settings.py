@@ -64,3 +64,22 @@ def test_probes_listener_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) ->
     assert str(Settings.resolve(probes="127.0.0.1:9").probes) == "127.0.0.1:9"
     with pytest.raises(SettingsError):
         Settings.resolve(probes="nope")
+
+
+def test_bundle_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "SIDECAR_BUNDLE_MAX_BYTES",
+        "SIDECAR_BUNDLE_MAX_FILES",
+        "SIDECAR_BUNDLE_MAX_DEPTH",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    limits = Settings.resolve().bundle_limits
+    assert (limits.max_bytes, limits.max_files, limits.max_depth) == (16 * 1024 * 1024, 1000, 64)
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_BYTES", "1048576")
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_FILES", "20")
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_DEPTH", "256")
+    limits = Settings.resolve().bundle_limits
+    assert (limits.max_bytes, limits.max_files, limits.max_depth) == (1048576, 20, 256)
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_DEPTH", "257")  # past what later stages survive
+    with pytest.raises(SettingsError, match="at most 256"):
+        Settings.resolve()
