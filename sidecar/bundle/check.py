@@ -6,6 +6,7 @@ from typing import TextIO
 
 from sidecar.bundle.compile import BundleInvalid, load_snapshot
 from sidecar.bundle.load import DEFAULT_LIMITS, BundleReadError, ReadLimits
+from sidecar.bundle.public import public_text
 from sidecar.bundle.snapshot import Snapshot
 
 
@@ -37,7 +38,8 @@ def check(source: str, out: TextIO, err: TextIO, limits: ReadLimits = DEFAULT_LI
     print(f"  policies   {snap.authorizer.policy_count} (Cedar, default deny)", file=out)
     print(f"  upstreams  {len(snap.upstreams)}", file=out)
     for spec in snap.upstreams.values():
-        where = spec.base_url if spec.kind == "http" else "built-in mock"
+        # A summary lands in CI logs: a password in the URL is not part of it.
+        where = public_text(spec.base_url) if spec.kind == "http" else "built-in mock"
         print(f"    {spec.name:<16} {spec.provider_name:<12} {where}", file=out)
     print(f"  routes     {len(snap.routes)}", file=out)
     for route in snap.routes:

@@ -492,3 +492,18 @@ async def test_bundle_status_shows_nothing_sensitive(
     result = run_cli(["check", str(bundle_dir)])
     assert result.returncode == 1
     assert "upstreams.fake.api_key" in result.stderr
+
+
+def test_check_summary_masks_url_credentials(tmp_path: Path) -> None:
+    doc = {
+        **MOCK_ONLY,
+        "upstreams": {
+            "mock": {"builtin": "mock"},
+            "corp": {"base_url": "https://svc:hunter2pass@llm.example/v1?key=hunter2pass"},
+        },
+    }
+    write_bundle(tmp_path, doc)
+    result = run_cli(["check", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "llm.example" in result.stdout
+    assert "hunter2pass" not in result.stdout + result.stderr
