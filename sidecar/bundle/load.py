@@ -6,11 +6,13 @@ event loop keeps serving while a bundle is read.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,29 @@ def _read_dir(root: Path, limits: ReadLimits) -> dict[str, bytes]:
     return files
 
 
+# Room for tar's own bytes beside the files: a header and padding per member
+# (more for long names), and the end-of-archive record.
+_TAR_OVERHEAD_PER_MEMBER = 4096
+_TAR_END_RECORD = 10240
+
+
+def _inflate(data: bytes, label: str, limits: ReadLimits) -> bytes:
+    """The archive decompressed, refusing to inflate past what its limits allow.
+
+    tarfile reads a long-name or PAX header's whole claimed size into memory
+    before yielding the member, so the bound must hold on the stream itself.
+    """
+    cap = limits.max_bytes + (limits.max_files + 1) * _TAR_OVERHEAD_PER_MEMBER + _TAR_END_RECORD
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            raw = stream.read(cap + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BundleReadError(f"{label}: not a readable .tar.gz: {exc}") from None
+    if len(raw) > cap:
+        raise _too_large(label, limits)
+    return raw
+
+
 def _read_tar(data: bytes, label: str, limits: ReadLimits) -> dict[str, bytes]:
     """The regular files of an archive; every member counts toward the limits.
 
@@ -167,8 +192,9 @@ def _read_tar(data: bytes, label: str, limits: ReadLimits) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     names: set[str] = set()
     total = 0
+    raw = _inflate(data, label, limits)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for count, member in enumerate(tar, start=1):
                 if count > limits.max_files:
                     raise _too_many(label, limits)

@@ -264,6 +264,25 @@ def test_check_archive_claiming_a_huge_member(tmp_path: Path) -> None:
     assert_clean_failure(run_cli(["check", str(archive)]), "larger than 16777216 bytes")
 
 
+def test_check_archive_with_a_huge_long_name(tmp_path: Path) -> None:
+    """tarfile reads a long-name header whole before yielding its member: the bound
+    must hold on the decompressed stream, not only on member sizes."""
+    archive = tmp_path / "longname.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("bundle.yaml")
+        info.size = len(GOOD_YAML)
+        tar.addfile(info, io.BytesIO(GOOD_YAML))
+        tar.addfile(tarfile.TarInfo("n" * (8 * 1024 * 1024)), io.BytesIO(b""))
+    limit = {"SIDECAR_BUNDLE_MAX_BYTES": str(1024 * 1024)}
+    assert_clean_failure(run_cli(["check", str(archive)], env=limit), "larger than 1048576")
+
+
+def test_check_corrupt_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "b.tar.gz"
+    archive.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 10)
+    assert_clean_failure(run_cli(["check", str(archive)]), "not a readable .tar.gz")
+
+
 def test_check_symlink_loop_in_directory(tmp_path: Path) -> None:
     bundle = tmp_path / "b"
     bundle.mkdir()
