@@ -11,6 +11,8 @@ RUN useradd --uid 10001 --no-create-home sidecar
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001
-EXPOSE 8700 8702
+# Only the probes (/healthz, /readyz) face the pod network; the proxy and the admin
+# listener (bundle status, metrics) stay on loopback.
+EXPOSE 8703
 ENTRYPOINT ["sidecar"]
-CMD ["run", "--http", "127.0.0.1:8700", "--admin", "0.0.0.0:8702"]
+CMD ["run", "--http", "127.0.0.1:8700", "--admin", "127.0.0.1:8702", "--probes", "0.0.0.0:8703"]

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "(env SIDECAR_ADMIN; default 127.0.0.1:8702)",
     )
     run.add_argument(
+        "--probes",
+        metavar="HOST:PORT",
+        help="a listener serving only /healthz and /readyz, for kubelet probes on the pod IP "
+        "while --admin stays on loopback (env SIDECAR_PROBES; default off)",
+    )
+    run.add_argument(
         "--max-body-bytes",
         type=int,
         metavar="N",
@@ -111,10 +117,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
+        import os
+
         from sidecar.bundle.check import check
+        from sidecar.settings import SettingsError, bundle_limits
 
         try:
-            return check(args.bundle, sys.stdout, sys.stderr)
+            limits = bundle_limits(os.environ)
+        except SettingsError as exc:
+            print(f"sidecar: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return check(args.bundle, sys.stdout, sys.stderr, limits)
         except BrokenPipeError:  # `sidecar check B | head` is fine
             return 0
     if args.command == "test":
@@ -130,12 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _test(args: argparse.Namespace) -> int:
     from sidecar.authz.testing import test_command
     from sidecar.identity.principal import PodIdentity
-    from sidecar.settings import Settings
+    from sidecar.settings import Settings, SettingsError
 
-    settings = Settings.resolve(agent=args.agent, tenant=args.tenant)
+    try:
+        settings = Settings.resolve(agent=args.agent, tenant=args.tenant)
+    except SettingsError as exc:
+        print(f"sidecar: {exc}", file=sys.stderr)
+        return 2
     pod = PodIdentity(settings.agent, settings.tenant)
     try:
-        return test_command(args.bundle, sys.stdout, sys.stderr, pod)
+        return test_command(args.bundle, sys.stdout, sys.stderr, pod, settings.bundle_limits)
     except BrokenPipeError:
         return 0
 
@@ -149,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
             bundle=args.bundle,
             http=args.http,
             admin=args.admin,
+            probes=args.probes,
             max_body_bytes=args.max_body_bytes,
             otel_exporter=args.otel_exporter,
             log_level=args.log_level,

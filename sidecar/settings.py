@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.bundle.load import DEFAULT_LIMITS, DEPTH_CEILING, ReadLimits
 from sidecar.telemetry.setup import EXPORTERS, Exporter
 
 DEFAULT_HTTP = "127.0.0.1:8700"
@@ -50,6 +52,10 @@ class Settings:
     decision_log_content: bool = False
     drain_delay: float = DEFAULT_DRAIN_DELAY_S  # SIGTERM -> not ready, still accepting
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S  # then: calls in flight get this long
+    # /healthz and /readyz alone, for kubelet probes on the pod IP while the admin
+    # listener (bundle status, metrics) stays on loopback. None: no such listener.
+    probes: Listen | None = None
+    bundle_limits: ReadLimits = DEFAULT_LIMITS  # size, file count and depth a bundle may have
 
     @classmethod
     def resolve(
@@ -58,6 +64,7 @@ class Settings:
         bundle: str | None = None,
         http: str | None = None,
         admin: str | None = None,
+        probes: str | None = None,
         max_body_bytes: int | None = None,
         otel_exporter: str | None = None,
         log_level: str | None = None,
@@ -87,6 +94,7 @@ class Settings:
             bundle=Path(bundle) if bundle else None,
             http=parse_listen(http or env.get("SIDECAR_HTTP") or DEFAULT_HTTP, "http"),
             admin=parse_listen(admin or env.get("SIDECAR_ADMIN") or DEFAULT_ADMIN, "admin"),
+            probes=_optional_listen(probes or env.get("SIDECAR_PROBES") or "", "probes"),
             max_body_bytes=max_body_bytes,
             otel_exporter=exporter,
             log_level=(log_level or env.get("SIDECAR_LOG_LEVEL") or "info").upper(),
@@ -98,7 +106,36 @@ class Settings:
             else _flag(env.get("SIDECAR_DECISION_LOG_CONTENT", "")),
             drain_delay=_ms(env, "SIDECAR_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY_S),
             shutdown_grace=_ms(env, "SIDECAR_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_S),
+            bundle_limits=bundle_limits(env),
         )
+
+
+def bundle_limits(env: Mapping[str, str]) -> ReadLimits:
+    """SIDECAR_BUNDLE_MAX_BYTES / _MAX_FILES / _MAX_DEPTH, for `run`, `check` and `test` alike."""
+    return ReadLimits(
+        max_bytes=_positive(env, "SIDECAR_BUNDLE_MAX_BYTES", DEFAULT_LIMITS.max_bytes),
+        max_files=_positive(env, "SIDECAR_BUNDLE_MAX_FILES", DEFAULT_LIMITS.max_files),
+        max_depth=_positive(
+            env, "SIDECAR_BUNDLE_MAX_DEPTH", DEFAULT_LIMITS.max_depth, ceiling=DEPTH_CEILING
+        ),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int, ceiling: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise SettingsError(f"{name}: expected a positive whole number, got {raw!r}")
+    if ceiling is not None and int(raw) > ceiling:
+        raise SettingsError(f"{name}: at most {ceiling}, got {raw}")
+    return int(raw)
+
+
+def _optional_listen(value: str, what: str) -> Listen | None:
+    if value.strip().lower() in ("", "off", "none"):
+        return None
+    return parse_listen(value.strip(), what)
 
 
 def _ms(env: os._Environ[str], name: str, default: float) -> float:

@@ -20,6 +20,8 @@ import cedarpy
 
 from sidecar.authz.folded_names import unfolded_names
 from sidecar.authz.locate import error_line, line_of, policy_spans
+from sidecar.bundle.load import MAX_POLICY_NESTING
+from sidecar.bundle.parse import cedar_nesting
 from sidecar.bundle.validate import Problem, format_path
 from sidecar.names import fold
 
@@ -95,13 +97,24 @@ def _permit(label: str, role: str, actions: list[str], kind: str, patterns: list
     action_list = ", ".join(f'Sidecar::Action::"{a}"' for a in actions)
     condition = ""
     if "*" not in patterns:
-        tests = " || ".join(f'resource.name like "{_like(fold(p))}"' for p in patterns)
+        tests = _any_of([f'resource.name like "{_like(fold(p))}"' for p in patterns])
         condition = f" when {{ {tests} }}"
     return (
         f'@id("{label}")\n'
         f'permit (principal in Sidecar::Role::"{role}", action in [{action_list}], '
         f"resource is Sidecar::{kind}){condition};\n"
     )
+
+
+def _any_of(tests: list[str], fan: int = 8) -> str:
+    """`a || b || ...` as a balanced tree of parenthesised groups of `fan`.
+
+    A flat chain parses one level deeper per test; a role listing thousands of
+    models or tools would nest past what the Cedar parser survives.
+    """
+    while len(tests) > fan:
+        tests = [f"({' || '.join(tests[i : i + fan])})" for i in range(0, len(tests), fan)]
+    return " || ".join(tests)
 
 
 def policy_file_sources(
@@ -136,6 +149,18 @@ def compile_policies(
     texts: list[str] = []
     offset = 0
     for where, text in sources:
+        # Measured before the parser sees the text: too deep a policy crashes it.
+        depth = cedar_nesting(text)
+        if depth > MAX_POLICY_NESTING:
+            problems.append(
+                Problem(
+                    where,
+                    f"a policy's expression nests about {depth} levels deep (the limit is "
+                    f"{MAX_POLICY_NESTING}): group long && / || chains in parentheses or "
+                    "test membership with `in [...]`",
+                )
+            )
+            continue
         try:
             est = json.loads(cedarpy.policies_to_json_str(text))
         except ValueError as exc:

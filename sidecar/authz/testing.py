@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sidecar.bundle.check import load_or_report
+from sidecar.bundle.load import DEFAULT_LIMITS, ReadLimits
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.identity.principal import PodIdentity, Principal
 
@@ -84,8 +85,10 @@ def run_tests(snapshot: Snapshot, tests: list[dict[str, Any]], pod: Principal) -
     return outcomes
 
 
-def test_command(source: str, out: TextIO, err: TextIO, pod: PodIdentity) -> int:
-    snapshot = load_or_report(source, err)
+def test_command(
+    source: str, out: TextIO, err: TextIO, pod: PodIdentity, limits: ReadLimits = DEFAULT_LIMITS
+) -> int:
+    snapshot = load_or_report(source, err, limits)
     if snapshot is None:
         return 1
     tests = snapshot.tests

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from sidecar.authz.authorize import Authorizer
 from sidecar.authz.policy import compile_policies
-from sidecar.bundle.load import RawBundle, read_bundle
+from sidecar.bundle.load import DEFAULT_LIMITS, RawBundle, ReadLimits, read_bundle
 from sidecar.bundle.snapshot import Route, Snapshot, UpstreamSpec
 from sidecar.bundle.validate import Problem, validate
 from sidecar.call import Provider
@@ -35,9 +35,9 @@ class BundleInvalid(Exception):
         self.problems = problems
 
 
-def load_snapshot(source: str | os.PathLike[str]) -> Snapshot:
+def load_snapshot(source: str | os.PathLike[str], limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
     """Read, validate and compile; raises BundleReadError or BundleInvalid."""
-    return compile_bundle(read_bundle(source))
+    return compile_bundle(read_bundle(source, limits))
 
 
 def compile_bundle(raw: RawBundle) -> Snapshot:

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.bundle.compile import BundleInvalid, compile_bundle
-from sidecar.bundle.load import BundleReadError, read_bundle
+from sidecar.bundle.load import DEFAULT_LIMITS, BundleReadError, ReadLimits, read_bundle
+from sidecar.bundle.public import public_problem, public_text, public_warning
 from sidecar.bundle.snapshot import Snapshot, UpstreamSpec
+from sidecar.bundle.validate import Problem
 from sidecar.telemetry.instruments import Instruments
 from sidecar.upstream.base import Transport
 from sidecar.upstream.http import HttpTransport
@@ -37,8 +39,11 @@ class Generation:
 
 
 class BundleStore:
-    def __init__(self, source: str | Path, instruments: Instruments) -> None:
+    def __init__(
+        self, source: str | Path, instruments: Instruments, limits: ReadLimits = DEFAULT_LIMITS
+    ) -> None:
         self.source = str(source)
+        self._limits = limits
         self._instruments = instruments
         self.active: Generation | None = None
         self.last_error: dict[str, Any] | None = None
@@ -70,24 +75,24 @@ class BundleStore:
 
     async def _load(self, force: bool, reason: str) -> str:
         try:
-            raw = await asyncio.to_thread(read_bundle, self.source)
+            raw = await asyncio.to_thread(read_bundle, self.source, self._limits)
             if not force and self.active and raw.digest == self.active.snapshot.digest:
+                # A bad edit reverted: what is on disk is what serves, nothing is wrong.
+                self.last_error = None
                 return "unchanged"
             snapshot = await asyncio.to_thread(compile_bundle, raw)
         except (BundleReadError, BundleInvalid) as exc:
-            problems = (
-                [str(p) for p in exc.problems] if isinstance(exc, BundleInvalid) else [str(exc)]
+            problems: list[Problem | str] = (
+                list(exc.problems) if isinstance(exc, BundleInvalid) else [str(exc)]
             )
-            self.last_error = {
-                "at": _iso(time.time()),
-                "reason": reason,
-                "problems": problems,
-            }
-            kept = self.active.snapshot.revision if self.active else None
-            log.error(
-                "bundle rejected",
-                extra={"source": self.source, "problems": problems, "kept_revision": kept},
-            )
+            self._reject(reason, problems)
+            return "error"
+        except Exception as exc:  # no bundle may take the sidecar down
+            # A defect reached through bundle content (a parser's recursion, a
+            # library's own error): reject the bundle like any other, and keep
+            # the traceback for the log only.
+            log.error("bundle load failed", exc_info=True, extra={"source": self.source})
+            self._reject(reason, [f"the bundle could not be loaded ({type(exc).__name__})"])
             return "error"
         self._activate(snapshot)
         self.last_error = None
@@ -102,6 +107,23 @@ class BundleStore:
             },
         )
         return "success"
+
+    def _reject(self, reason: str, problems: list[Problem | str]) -> None:
+        """Keep the active bundle; the log gets every detail, `/bundle` a public form."""
+        self.last_error = {
+            "at": _iso(time.time()),
+            "reason": reason,
+            "problems": [public_problem(p) for p in problems],
+        }
+        kept = self.active.snapshot.revision if self.active else None
+        log.error(
+            "bundle rejected",
+            extra={
+                "source": self.source,
+                "problems": [str(p) for p in problems],
+                "kept_revision": kept,
+            },
+        )
 
     def _activate(self, snapshot: Snapshot) -> None:
         transports: dict[str, Transport] = {}
@@ -153,13 +175,13 @@ class BundleStore:
         snap = self.active.snapshot if self.active else None
         return {
             "ready": snap is not None,
-            "source": self.source,
+            "source": public_text(self.source),
             "revision": snap.revision if snap else None,
             "digest": snap.digest if snap else None,
             "loaded_at": _iso(snap.loaded_at) if snap else None,
             "upstreams": sorted(snap.upstreams) if snap else [],
             "routes": len(snap.routes) if snap else 0,
-            "warnings": list(snap.warnings) if snap else [],
+            "warnings": [public_warning(w) for w in snap.warnings] if snap else [],
             "last_error": self.last_error,
         }
 

@@ -6,6 +6,7 @@ operator fixes a bundle in one pass instead of one error per `sidecar check`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -22,6 +23,9 @@ import jsonschema
 class Problem:
     path: str
     message: str
+    # The message without the offending value, where `message` quotes it: shown
+    # where the bundle's secrets must not be (the admin listener's /bundle).
+    without_value: str | None = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.path or '(root)'}: {self.message}"
@@ -88,7 +92,9 @@ def _explain(error: jsonschema.ValidationError) -> list[Problem]:
         options = ", ".join(json.dumps(v) for v in expected)
         return [
             Problem(
-                format_path(path), f"must be one of {options}, not {json.dumps(error.instance)}"
+                format_path(path),
+                f"must be one of {options}, not {json.dumps(error.instance)}",
+                f"must be one of {options}",
             )
         ]
     if error.validator in ("minProperties", "maxProperties") and "env" in sub.get("properties", {}):
@@ -98,9 +104,25 @@ def _explain(error: jsonschema.ValidationError) -> list[Problem]:
             Problem(
                 format_path(path),
                 f"{json.dumps(error.instance)} does not match {error.validator_value}",
+                f"does not match {error.validator_value}",
             )
         ]
-    return [Problem(format_path(path), error.message)]
+    return [Problem(format_path(path), error.message, _without_value(error))]
+
+
+def _without_value(error: jsonschema.ValidationError) -> str:
+    """jsonschema's messages quote the instance, which may be a misplaced credential."""
+    expected: Any = error.validator_value
+    if error.validator == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        return f"must be of type {' or '.join(str(k) for k in kinds)}"
+    if error.validator in ("oneOf", "anyOf"):
+        return "matches none of the forms this field accepts"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"out of range ({error.validator} {expected})"
+    if error.validator in ("minLength", "maxLength", "minItems", "maxItems"):
+        return f"wrong size ({error.validator} {expected})"
+    return f"invalid value (fails {error.validator})"
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:

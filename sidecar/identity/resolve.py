@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from sidecar.bundle.load import SHAPE
+from sidecar.bundle.parse import parse_json
 from sidecar.bundle.validate import Problem, format_path
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.principal import PodIdentity, Principal
@@ -90,7 +91,7 @@ def compile_jwt(
                 )
                 continue
             try:
-                jwks = json.loads(data)
+                jwks = parse_json(data, SHAPE)  # bounded: a bundle file like any other
             except ValueError as exc:
                 problems.append(
                     Problem(format_path([*where, "jwks_file"]), f"not a JSON JWKS: {exc}")

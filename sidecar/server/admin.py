@@ -19,8 +19,14 @@ def admin_app(
     telemetry: Telemetry,
     serving: Callable[[], bool],
     details: Callable[[], dict[str, Any]] | None = None,
+    *,
+    probes_only: bool = False,
 ) -> web.Application:
-    """`serving` says whether the proxy listener accepts calls: ready needs that too."""
+    """`serving` says whether the proxy listener accepts calls: ready needs that too.
+
+    `probes_only` serves /healthz and /readyz alone: what may face the pod
+    network for kubelet, while bundle status and metrics stay on loopback.
+    """
 
     async def healthz(request: web.Request) -> web.Response:
         return _json(200, {"status": "ok"})
@@ -50,14 +56,9 @@ def admin_app(
         )
 
     app = web.Application()
-    app.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            web.get("/bundle", bundle),
-            web.get("/metrics", metrics),
-        ]
-    )
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    if not probes_only:
+        app.add_routes([web.get("/bundle", bundle), web.get("/metrics", metrics)])
     return app
 
 

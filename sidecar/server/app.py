@@ -52,7 +52,7 @@ class Sidecar:
         self.settings = settings
         self.telemetry = telemetry or setup_telemetry(settings.otel_exporter)
         source: Path = settings.bundle or default_bundle_path()
-        self.store = BundleStore(source, self.telemetry.instruments)
+        self.store = BundleStore(source, self.telemetry.instruments, settings.bundle_limits)
         dropped = self.telemetry.instruments.decision_log_dropped
         self.decision_log = DecisionLog(
             settings.decision_log,
@@ -72,19 +72,16 @@ class Sidecar:
         self._watch: asyncio.Task[None] | None = None
         self.http_address: tuple[str, int] | None = None
         self.admin_address: tuple[str, int] | None = None
+        self.probes_address: tuple[str, int] | None = None
         self.serving = False  # the proxy listener accepts calls
 
     async def start(self, *, watch: bool = True) -> None:
         # Admin first, so probes answer (not ready) while the first bundle loads.
-        self.admin_address = await self._listen(
-            admin_app(
-                self.store,
-                self.telemetry,
-                lambda: self.serving,
-                lambda: {"breakers": self.pipeline.resilience.breakers()},
-            ),
-            self.settings.admin,
-        )
+        self.admin_address = await self._listen(self._admin_app(), self.settings.admin)
+        if self.settings.probes is not None:
+            self.probes_address = await self._listen(
+                self._admin_app(probes_only=True), self.settings.probes
+            )
         await self.store.load(reason="start")
         self._proxy = proxy_server(self.store, self.pipeline, self.settings.max_body_bytes)
         self.http_address = await self._proxy.start(
@@ -101,9 +98,21 @@ class Sidecar:
             extra={
                 "http": f"{self.http_address[0]}:{self.http_address[1]}",
                 "admin": f"{self.admin_address[0]}:{self.admin_address[1]}",
+                "probes": f"{self.probes_address[0]}:{self.probes_address[1]}"
+                if self.probes_address
+                else None,
                 "bundle": self.store.source,
                 "ready": self.store.active is not None,
             },
+        )
+
+    def _admin_app(self, *, probes_only: bool = False) -> web.Application:
+        return admin_app(
+            self.store,
+            self.telemetry,
+            lambda: self.serving,
+            lambda: {"breakers": self.pipeline.resilience.breakers()},
+            probes_only=probes_only,
         )
 
     async def reload(self, reason: str = "sighup") -> str:

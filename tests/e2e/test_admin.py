@@ -15,7 +15,14 @@ import aiohttp
 
 from fakes.upstream import FakeUpstream
 
-from .harness import Sidecar, metric_samples, metric_value, spawn_sidecar
+from .harness import (
+    Sidecar,
+    SidecarLauncher,
+    free_port,
+    metric_samples,
+    metric_value,
+    spawn_sidecar,
+)
 
 
 async def test_health_ready_and_bundle_info(sidecar: Sidecar, bundle_dir: Path) -> None:
@@ -105,3 +112,24 @@ async def test_ready_means_the_proxy_accepts(tmp_path: Path, bundle_dir: Path) -
             f"start {attempt}: /readyz was 200 but the proxy port "
             f"{sc.http_port} refused the connection"
         )
+
+
+async def test_probes_listener_serves_probes_only(
+    launch: SidecarLauncher, bundle_dir: Path
+) -> None:
+    """`--probes` is what may face the pod network: health and readiness, nothing else."""
+    port = free_port()
+    sc = await launch(bundle_dir, extra_args=["--probes", f"127.0.0.1:{port}"])
+    probes = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for path, want in (
+            ("/healthz", 200),
+            ("/readyz", 200),
+            ("/bundle", 404),
+            ("/metrics", 404),
+        ):
+            async with session.get(probes + path) as resp:
+                assert resp.status == want, (path, resp.status, await resp.text())
+    # The admin listener still serves everything, on its own (loopback) address.
+    assert (await sc.admin_get("/bundle"))[0] == 200
+    assert (await sc.admin_get("/metrics"))[0] == 200

@@ -54,3 +54,32 @@ def test_bad_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIDECAR_MAX_BODY_BYTES", "lots")
     with pytest.raises(SettingsError, match="SIDECAR_MAX_BODY_BYTES"):
         Settings.resolve()
+
+
+def test_probes_listener_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDECAR_PROBES", raising=False)
+    assert Settings.resolve().probes is None
+    monkeypatch.setenv("SIDECAR_PROBES", "0.0.0.0:8703")
+    assert str(Settings.resolve().probes) == "0.0.0.0:8703"
+    assert str(Settings.resolve(probes="127.0.0.1:9").probes) == "127.0.0.1:9"
+    with pytest.raises(SettingsError):
+        Settings.resolve(probes="nope")
+
+
+def test_bundle_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "SIDECAR_BUNDLE_MAX_BYTES",
+        "SIDECAR_BUNDLE_MAX_FILES",
+        "SIDECAR_BUNDLE_MAX_DEPTH",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    limits = Settings.resolve().bundle_limits
+    assert (limits.max_bytes, limits.max_files, limits.max_depth) == (16 * 1024 * 1024, 1000, 64)
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_BYTES", "1048576")
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_FILES", "20")
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_DEPTH", "256")
+    limits = Settings.resolve().bundle_limits
+    assert (limits.max_bytes, limits.max_files, limits.max_depth) == (1048576, 20, 256)
+    monkeypatch.setenv("SIDECAR_BUNDLE_MAX_DEPTH", "257")  # past what later stages survive
+    with pytest.raises(SettingsError, match="at most 256"):
+        Settings.resolve()
