@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="largest request body accepted (env SIDECAR_MAX_BODY_BYTES; default 16 MiB)",
     )
+    for flag, default, text in RESOURCE_FLAGS:
+        env = "SIDECAR_" + flag.removeprefix("--").replace("-", "_").upper()
+        run.add_argument(flag, type=int, metavar="N", help=f"{text} (env {env}; default {default})")
     run.add_argument(
         "--otel-exporter",
         choices=["none", "console", "otlp"],
@@ -112,6 +115,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the JSON Schema of bundle.yaml, for editors and CI validation.",
     )
     return parser
+
+
+# What one caller may hold of the sidecar; see docs/operations.md, Resources.
+RESOURCE_FLAGS = (
+    ("--body-timeout-ms", "60000", "time a request body may take to arrive, in ms"),
+    ("--body-min-rate", "16384", "slowest a request body may arrive, bytes/s after 5 s"),
+    ("--max-connections", "1024", "connections served at once on the proxy listener"),
+    (
+        "--max-buffered-bytes",
+        "4 x --max-body-bytes",
+        "request body bytes held at once, all connections together",
+    ),
+    ("--max-event-bytes", "8 MiB", "largest upstream stream event relayed"),
+    ("--max-response-bytes", "64 MiB", "largest upstream response relayed"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,6 +193,12 @@ def _run(args: argparse.Namespace) -> int:
             tenant=args.tenant,
             decision_log=args.decision_log,
             decision_log_content=args.decision_log_content,
+            resources={
+                flag.removeprefix("--").replace("-", "_"): getattr(
+                    args, flag.removeprefix("--").replace("-", "_")
+                )
+                for flag, _, _ in RESOURCE_FLAGS
+            },
         )
     except SettingsError as exc:
         print(f"sidecar: {exc}", file=sys.stderr)

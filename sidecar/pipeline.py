@@ -29,6 +29,7 @@ from sidecar.adapters.output import StreamEditor
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
 from sidecar.authz.tools import EventAligner, ToolGate, response_violations, stream_violations
+from sidecar.bounds import ResponseBounds, ResponseTooLarge, oversize, read_bounded
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
@@ -101,8 +102,10 @@ class Pipeline:
         decision_log: DecisionLog | None = None,
         limit_stores: LimitStores | None = None,
         resilience: ResilienceState | None = None,
+        bounds: ResponseBounds | None = None,
     ) -> None:
         self.pod = pod
+        self.bounds = bounds or ResponseBounds()
         self.decision_log = decision_log or DecisionLog("none")
         self._tracer = telemetry.tracer
         self._m = telemetry.instruments
@@ -718,7 +721,7 @@ class Pipeline:
                 )
                 failing = _failing(resp.status, retry, route)
                 if not failing and not _streams(resp, call):
-                    body = await resp.read()
+                    body = await read_bounded(resp, self.bounds.max_response_bytes)
             except asyncio.CancelledError:
                 _end_error(attempt, None, "cancelled")
                 if resp is not None:
@@ -849,11 +852,11 @@ class Pipeline:
                     _end_error(attempt, None, "cancelled by the caller")
                     self._finish(ex, call, Usage(), resp.status, error_type="cancelled")
 
-            return StreamReply(resp.status, down, relay, done)
+            return StreamReply(resp.status, down, relay, done, partial(_cut_event, adapter))
         body = answer.body
         if body is None:
             try:
-                body = await resp.read()
+                body = await read_bounded(resp, self.bounds.max_response_bytes)
             except BaseException as exc:
                 _end_error(attempt, exc)
                 raise _upstream_failure(spec, exc) from exc
@@ -905,8 +908,13 @@ class Pipeline:
         held = b""
         guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
         guard_error: SidecarError | None = None
+        max_event, max_total = self.bounds.max_event_bytes, self.bounds.max_response_bytes
+        received = released = 0  # bytes from the upstream; bytes let out of the aligner
         try:
             async for chunk in resp.chunks():
+                received += len(chunk)
+                if received > max_total:
+                    raise _Oversize("a response", max_total)
                 observer.feed(chunk)
                 if aligner is None:
                     # Pass whole events only (one search per chunk): a stream that breaks
@@ -916,10 +924,15 @@ class Pipeline:
                     end = _event_end(chunk)
                     held = chunk[end:]
                     chunk = chunk[:end]
+                    if len(held) > max_event:
+                        raise _Oversize("an event", max_event)
                     if not chunk:
                         continue
                 else:
                     chunk = aligner.feed(chunk)
+                    released += len(chunk)
+                    if received - released > max_event:
+                        raise _Oversize("an event", max_event)
                     violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
                     if violations:
                         blocked = self._blocked_tool_call(ex, violations)
@@ -979,6 +992,14 @@ class Pipeline:
             _end_error(attempt, None, "cancelled by the caller")
             resp.close()
             raise
+        except _Oversize as over:
+            # Cut at an event boundary (only whole events went out), so the error event
+            # that ends the stream parses.
+            bounded = oversize(ex.upstream.name if ex.upstream else "?", over.what, over.limit)
+            error_type = bounded.code
+            _end_error(attempt, None, bounded.message)
+            resp.close()
+            yield adapter.stream_error(bounded)
         except (TimeoutError, OSError) as exc:
             failure = _upstream_failure(ex.upstream, exc, midstream=True)
             error_type = failure.kind.value
@@ -1187,6 +1208,27 @@ class _Failure:
         )
 
 
+class _Oversize(Exception):
+    """A stream crossed a bound (what, limit); it ends with an error event."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(what)
+        self.what = what
+        self.limit = limit
+
+
+def _cut_event(adapter: Adapter) -> bytes:
+    """The event that ends a stream the sidecar cuts at the end of its shutdown grace."""
+    return adapter.stream_error(
+        SidecarError(
+            ErrorKind.UNAVAILABLE,
+            "the sidecar is shutting down and its grace period ended before this stream did; "
+            "retry the call",
+            code="sidecar_shutting_down",
+        )
+    )
+
+
 def _event_end(chunk: bytes) -> int:
     """Where the last complete SSE event in `chunk` ends (0: none is complete)."""
     lf = chunk.rfind(b"\n\n")
@@ -1248,6 +1290,8 @@ def _retry_hints(headers: Mapping[str, str]) -> tuple[float | None, bool]:
 
 
 def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, ResponseTooLarge):
+        return "too_large"  # not retried: the upstream would answer the same
     if isinstance(exc, ConnectError):
         return "connect"
     if isinstance(exc, FirstByteTimeout):
@@ -1329,6 +1373,13 @@ def _upstream_failure(
             ErrorKind.TIMEOUT,
             f"upstream '{name}' timed out {where}".rstrip(),
             code="upstream_timeout",
+        )
+    if isinstance(exc, ResponseTooLarge):
+        return SidecarError(
+            ErrorKind.BAD_GATEWAY,
+            f"upstream '{name}' {exc} (--max-response-bytes)",
+            code="upstream_response_too_large",
+            retryable=False,
         )
     if isinstance(exc, OSError):
         detail = str(exc) or type(exc).__name__

@@ -26,10 +26,13 @@ class StreamReply:
     `done` — also when the caller went away before the first chunk — so
     whatever the stream holds (a bundle generation) is let go exactly once.
     A generator that never started runs no `finally` when closed, so cleanup
-    that must happen either way belongs in `done`.
+    that must happen either way belongs in `done`. `farewell` gives the bytes
+    that end the stream when the server must cut it (at the end of the shutdown
+    grace): an error event in the caller's protocol.
     """
 
     status: int
     headers: CIMultiDict[str]
     chunks: AsyncIterator[bytes]
     done: Callable[[], None] | None = None
+    farewell: Callable[[], bytes] | None = None

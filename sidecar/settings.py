@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sidecar.bounds import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RESPONSE_BYTES
 from sidecar.bundle.load import DEFAULT_LIMITS, DEPTH_CEILING, ReadLimits
 from sidecar.telemetry.setup import EXPORTERS, Exporter
 
@@ -15,6 +16,9 @@ DEFAULT_ADMIN = "127.0.0.1:8702"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_DRAIN_DELAY_S = 5.0
 DEFAULT_SHUTDOWN_GRACE_S = 30.0
+DEFAULT_BODY_TIMEOUT_MS = 60_000
+DEFAULT_BODY_MIN_RATE = 16 * 1024  # bytes a second
+DEFAULT_MAX_CONNECTIONS = 1024
 
 
 class SettingsError(ValueError):
@@ -39,6 +43,38 @@ def parse_listen(value: str, what: str) -> Listen:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one caller may hold of the sidecar: time, connections, memory."""
+
+    body_timeout_ms: int = DEFAULT_BODY_TIMEOUT_MS
+    body_min_rate: int = DEFAULT_BODY_MIN_RATE
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_buffered_bytes: int | None = None  # None: four times --max-body-bytes
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, int | None] | None = None) -> Resources:
+        """Each field from its flag, else SIDECAR_<FIELD>, else its default."""
+        flags = flags or {}
+        values: dict[str, int | None] = {}
+        for name in cls.__dataclass_fields__:
+            value = flags.get(name)
+            if value is None:
+                env_name = f"SIDECAR_{name.upper()}"
+                raw = os.environ.get(env_name, "").strip()
+                if raw:
+                    if not raw.isdigit():
+                        raise SettingsError(f"{env_name}: expected a whole number, got {raw!r}")
+                    value = int(raw)
+            if value is not None:
+                if value <= 0:
+                    raise SettingsError(f"{name.replace('_', '-')} must be positive, got {value}")
+                values[name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Settings:
     bundle: Path | None  # None: the embedded default bundle
     http: Listen
@@ -56,6 +92,7 @@ class Settings:
     # listener (bundle status, metrics) stays on loopback. None: no such listener.
     probes: Listen | None = None
     bundle_limits: ReadLimits = DEFAULT_LIMITS  # size, file count and depth a bundle may have
+    resources: Resources = Resources()
 
     @classmethod
     def resolve(
@@ -72,6 +109,7 @@ class Settings:
         tenant: str | None = None,
         decision_log: str | None = None,
         decision_log_content: bool | None = None,
+        resources: Mapping[str, int | None] | None = None,
     ) -> Settings:
         env = os.environ
         bundle = bundle or env.get("SIDECAR_BUNDLE") or None
@@ -90,6 +128,12 @@ class Settings:
                 max_body_bytes = DEFAULT_MAX_BODY_BYTES
         if max_body_bytes <= 0:
             raise SettingsError("max body bytes must be positive")
+        bounds = Resources.resolve(resources)
+        if bounds.max_buffered_bytes is not None and bounds.max_buffered_bytes < max_body_bytes:
+            raise SettingsError(
+                f"max buffered bytes ({bounds.max_buffered_bytes}) is below max body bytes "
+                f"({max_body_bytes}): a body at the limit could never be accepted"
+            )
         return cls(
             bundle=Path(bundle) if bundle else None,
             http=parse_listen(http or env.get("SIDECAR_HTTP") or DEFAULT_HTTP, "http"),
@@ -107,6 +151,7 @@ class Settings:
             drain_delay=_ms(env, "SIDECAR_DRAIN_DELAY_MS", DEFAULT_DRAIN_DELAY_S),
             shutdown_grace=_ms(env, "SIDECAR_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_S),
             bundle_limits=bundle_limits(env),
+            resources=bounds,
         )
 
 

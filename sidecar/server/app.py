@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sidecar.bounds import ResponseBounds
 from sidecar.bundle.store import BundleStore
 from sidecar.bundle.watch import default_bundle_path, watch_bundle
 from sidecar.identity.principal import PodIdentity
@@ -65,6 +66,9 @@ class Sidecar:
             PodIdentity(settings.agent, settings.tenant),
             self.decision_log,
             self.limit_stores,
+            bounds=ResponseBounds(
+                settings.resources.max_event_bytes, settings.resources.max_response_bytes
+            ),
         )
         self._runners: list[web.AppRunner] = []
         self._proxy: Server | None = None
@@ -83,7 +87,9 @@ class Sidecar:
                 self._admin_app(probes_only=True), self.settings.probes
             )
         await self.store.load(reason="start")
-        self._proxy = proxy_server(self.store, self.pipeline, self.settings.max_body_bytes)
+        self._proxy = proxy_server(
+            self.store, self.pipeline, self.settings.max_body_bytes, self.settings.resources
+        )
         self.http_address = await self._proxy.start(
             self.settings.http.host, self.settings.http.port
         )

@@ -17,8 +17,17 @@ Guarantees the handlers rely on:
 - requests on one connection are answered in order (pipelining);
 - a caller slower than the stream pauses the stream, not memory;
 - a caller that disconnects cancels its call at once, upstream request and all;
-- an idle keep-alive connection is closed after `idle_timeout`, and a head
-  that takes longer than `HEAD_TIMEOUT_S` to arrive closes its connection;
+- a caller that disconnects is noticed even while reading is paused behind
+  pipelined requests (the socket is polled for a hang-up);
+- an idle keep-alive connection is closed after `idle_timeout`; a head (or,
+  on a new connection, the first one) that takes longer than `head_timeout`
+  closes its connection; a body that takes longer than `body_timeout`, or
+  arrives slower than `body_min_rate` once `BODY_RATE_GRACE_S` have passed,
+  gets 408 and the connection closes;
+- at most `max_connections` connections are served; the next ones get 503;
+- the bodies held across all connections stay under `buffer_budget`: a body
+  that would cross it gets 503 with Retry-After, unread, and its connection closes;
+- after a large body, free heap memory goes back to the system;
 - `100 Continue` goes only to HTTP/1.1 callers, after the replies owed before it;
 - HEAD replies and 204/304 replies carry no body, whatever the handler returns;
 - `stop()` stops accepting, lets calls in flight finish for a grace period
@@ -31,6 +40,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import select
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -42,13 +52,22 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.replies import Reply, StreamReply
+from sidecar.server import memory
 
 log = logging.getLogger("sidecar.http")
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together
 HIGH_WATER = 256 * 1024  # unsent bytes at which a stream waits for its caller
 IDLE_TIMEOUT_S = 75.0
-HEAD_TIMEOUT_S = 30.0  # from the first byte of a request to the end of its headers
+HEAD_TIMEOUT_S = 30.0  # from the first byte of a request (or the connection) to its last header
+BODY_TIMEOUT_S = 60.0  # from the end of the head to the end of the body
+BODY_MIN_RATE = 16 * 1024  # bytes a second, averaged over the body so far
+BODY_RATE_GRACE_S = 5.0  # a body is not judged on its rate before this
+MAX_CONNECTIONS = 1024
+BUSY_RETRY_AFTER = "1"  # seconds, on a 503 for too many connections or bytes held
+HANGUP_CHECK_S = 0.5  # how often a read-paused connection is polled for a hang-up
+TRIM_AFTER_BYTES = 1024 * 1024  # a body this large is followed by a malloc_trim
+TRIM_DELAY_S = 0.5  # trims are coalesced: at most one per this long
 LINGER_S = 2.0  # reading (and dropping) a refused body so the caller sees the answer
 MAX_QUEUED = 8  # pipelined requests parsed ahead before reading pauses
 BACKLOG = 512
@@ -65,6 +84,7 @@ class Request:
         "method",
         "path",
         "query",
+        "refused",
         "too_large",
         "version",
     )
@@ -88,6 +108,8 @@ class Request:
         self.length = length  # the declared Content-Length, if any
         self.body = b""
         self.too_large = False
+        # Answered by the server itself, unread: (status, message) — too slow, too much held.
+        self.refused: tuple[int, str] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Reply | StreamReply]]
@@ -168,6 +190,9 @@ def _encode_line(line: str) -> bytes:
         return line.encode("utf-8")
 
 
+# A peer that shut its side, or a broken socket, even with unread bytes still queued.
+_HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+
 # Statuses that never carry a body (RFC 9110 6.4.1), whatever the handler hands over.
 _NO_BODY = frozenset({204, 304})
 
@@ -193,6 +218,8 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_size = 0  # request line and headers as parsed
         self._head_started = 0.0
+        self._body_started = 0.0
+        self._held = 0  # body bytes of this connection counted in the server's budget
         self._continue_owed = False  # a 100 Continue waits for earlier replies
         self._dispatched = False  # the request being parsed was handed over early
         # State of the connection.
@@ -204,9 +231,12 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._last_active = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._linger: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None  # to send once earlier replies are out
+        self._streaming: StreamReply | None = None  # the stream being written, if any
+        self._stream_chunked = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -215,9 +245,21 @@ class _Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
-        self._server.connections.add(self)
-        self._last_active = self._loop.time()
-        self._idle_timer = self._loop.call_later(self._server.idle_timeout, self._check_idle)
+        server = self._server
+        now = self._loop.time()
+        if len(server.connections) >= server.max_connections:
+            # Past the cap a connection costs a socket and this answer, nothing more.
+            self._stop_reading()
+            self._write_refusal(
+                503, f"the sidecar serves at most {server.max_connections} connections"
+            )
+            self._linger_close()
+            return
+        server.connections.add(self)
+        self._last_active = now
+        self._head_started = now  # the first head is due within head_timeout of connecting
+        self._in_head = True
+        self._arm(now + min(server.head_timeout, server.idle_timeout))
 
     def data_received(self, data: bytes) -> None:
         self._last_active = self._loop.time()
@@ -256,9 +298,11 @@ class _Connection(asyncio.Protocol):
         server.connections.discard(self)
         if server.stopping and not server.connections:
             server.all_closed.set()
-        for timer in (self._idle_timer, self._linger):
+        for timer in (self._timer, self._linger):
             if timer is not None:
                 timer.cancel()
+        self._pieces = []
+        self._release(self._held)
         if self._task is not None and not self._task.done():
             self._task.cancel()
         drain = self._drain
@@ -278,8 +322,10 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._in_head = True
-        self._head_started = self._loop.time()
+        if not self._in_head:
+            self._in_head = True
+            self._head_started = self._loop.time()
+            self._arm(self._head_started + self._server.head_timeout)
         self._head_size = 0
         self._url = b""
         self._raw_headers = []
@@ -317,45 +363,100 @@ class _Connection(asyncio.Protocol):
             length,
         )
         self._request = request
-        limit = self._server.max_body_bytes
+        server = self._server
+        limit = server.max_body_bytes
         if length is not None and length > limit:
             self._too_large(request)
-        elif request.version == "1.1" and headers.get("expect", "").lower() == "100-continue":
-            if self._busy or self._queue:
-                self._continue_owed = True  # after the replies owed before it
-            else:
-                self._send_continue()
+        elif length is not None and server.buffered + length > server.buffer_budget:
+            self._over_budget(request)
+        else:
+            self._body_started = 0.0
+            if length or coding is not None:
+                self._start_body_clock()
+            if request.version == "1.1" and headers.get("expect", "").lower() == "100-continue":
+                if self._busy or self._queue:
+                    self._continue_owed = True  # after the replies owed before it
+                else:
+                    self._send_continue()
+
+    def _start_body_clock(self) -> None:
+        self._body_started = self._loop.time()
+        self._arm_body_check()
 
     def _send_continue(self) -> None:
+        if self._continue_owed and self._request is not None:
+            self._start_body_clock()  # the body was waiting for this answer, not slow
         self._continue_owed = False
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         request = self._request
-        if request is None or request.too_large:
+        if request is None or request.too_large or request.refused is not None:
             return
-        self._size += len(body)
-        if self._size > self._server.max_body_bytes:
-            self._pieces = []
+        server = self._server
+        size = len(body)
+        self._size += size
+        if self._size > server.max_body_bytes:
+            self._drop_body()
             self._too_large(request)
             return
+        if server.buffered + size > server.buffer_budget:
+            self._over_budget(request)
+            return
+        self._held += size
+        server.buffered += size
         self._pieces.append(body)
 
     def on_message_complete(self) -> None:
         request = self._request
         self._request = None
+        self._body_started = 0.0
         self._head_bytes = 0
         if request is None or self._dispatched:
             return
         pieces = self._pieces
-        request.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._pieces = []
+        request.body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        del pieces  # the pieces go now, not when the body does: half the peak of a large body
         self._dispatch(request)
         if not request.keep_alive:
             self._stop_reading()  # whatever follows is not read, nor answered
 
     # --- handing requests to the handler -------------------------------------------------
+
+    def _drop_body(self) -> None:
+        """Forget the body being read (it will not be answered), and its share of the budget."""
+        held = sum(map(len, self._pieces))
+        self._pieces = []
+        self._release(min(held, self._held))
+
+    def _release(self, size: int) -> None:
+        if size <= 0:
+            return
+        self._held -= size
+        server = self._server
+        server.buffered -= size
+        if size >= TRIM_AFTER_BYTES:
+            server.trim_soon()
+
+    def _over_budget(self, request: Request) -> None:
+        budget = self._server.buffer_budget
+        self._turn_away(
+            request,
+            503,
+            f"the sidecar holds {budget} bytes of request bodies already; retry shortly",
+        )
+
+    def _turn_away(self, request: Request, status: int, message: str) -> None:
+        """Answer in place of the handler, without reading the rest; close after."""
+        self._drop_body()
+        request.refused = (status, message)
+        request.keep_alive = False
+        if not self._dispatched:
+            self._dispatch(request)
+            self._dispatched = True
+        self._stop_reading()
 
     def _too_large(self, request: Request) -> None:
         """Answer now, without reading the body; the connection cannot be reused."""
@@ -376,6 +477,7 @@ class _Connection(asyncio.Protocol):
         if len(self._queue) >= MAX_QUEUED and not self._read_paused and self._transport:
             self._read_paused = True
             self._transport.pause_reading()
+            self._arm(self._loop.time() + HANGUP_CHECK_S)
         if self._task is None:
             self._task = self._loop.create_task(self._run())
         elif self._waiter is not None and not self._waiter.done():
@@ -399,9 +501,12 @@ class _Connection(asyncio.Protocol):
                 if self._read_paused and len(queue) < MAX_QUEUED // 2 and self._transport:
                     self._read_paused = False
                     self._transport.resume_reading()
+                    if self._body_started:
+                        self._start_body_clock()  # the pause was ours, not the caller's
                 self._busy = True
                 keep_alive = await self._answer(request)
                 self._busy = False
+                self._release(min(len(request.body), self._held))
                 if self._continue_owed and not queue:
                     self._send_continue()
                 self._last_active = self._loop.time()
@@ -417,6 +522,9 @@ class _Connection(asyncio.Protocol):
 
     async def _answer(self, request: Request) -> bool:
         """Write one reply; True when the connection may carry another request."""
+        if request.refused is not None:
+            self._write(request, self._server.error_reply(*request.refused, request), False)
+            return False
         try:
             reply = await self._server.handler(request)
         except asyncio.CancelledError:
@@ -494,6 +602,8 @@ class _Connection(asyncio.Protocol):
                 self._write(request, fallback, keep_alive)
                 return keep_alive
             transport.write(head)
+            self._streaming = reply
+            self._stream_chunked = chunked
             async for chunk in chunks:
                 if not chunk:
                     continue
@@ -518,6 +628,7 @@ class _Connection(asyncio.Protocol):
                 self._transport.abort()
             return False
         finally:
+            self._streaming = None
             with contextlib.suppress(Exception):
                 await chunks.aclose()  # type: ignore[attr-defined]
             if reply.done is not None:
@@ -570,21 +681,90 @@ class _Connection(asyncio.Protocol):
             transport.resume_reading()
         self._linger = self._loop.call_later(LINGER_S, transport.close)
 
-    def _check_idle(self) -> None:
+    # --- timers ------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        """Run `_tick` at `when`, unless it already runs sooner."""
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return
+            timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._tick)
+
+    def _arm_body_check(self) -> None:
+        server = self._server
+        first = min(BODY_RATE_GRACE_S, server.body_timeout)
+        self._arm(self._body_started + first)
+
+    def _tick(self) -> None:
+        """One timer for every deadline of the connection: head, body, hang-up, idle."""
+        self._timer = None
         transport = self._transport
-        if transport is None or self._lost:
+        if transport is None or self._lost or transport.is_closing():
             return
+        server = self._server
         now = self._loop.time()
-        idle = now - self._last_active
-        timeout = self._server.idle_timeout
-        if self._in_head and now - self._head_started > HEAD_TIMEOUT_S:
-            transport.close()  # a head trickling in a byte at a time holds a connection
-            return
-        if self._busy or self._queue or idle < timeout:
-            wait = min(max(timeout - idle, 0.05), HEAD_TIMEOUT_S)
-            self._idle_timer = self._loop.call_later(wait, self._check_idle)
-            return
-        transport.close()
+        wake = now + server.idle_timeout
+        if self._in_head and not self._ignore:
+            due = self._head_started + server.head_timeout
+            if now >= due:
+                transport.close()  # a head trickling in a byte at a time holds a connection
+                return
+            wake = min(wake, due)
+        request = self._request
+        if request is not None and not self._ignore and self._judging_body():
+            verdict = self._body_verdict(now)
+            if verdict is not None:
+                self._turn_away(request, 408, verdict)
+                return
+            wake = min(wake, now + 1.0, self._body_started + server.body_timeout)
+        if self._read_paused:
+            if self._hung_up():
+                transport.abort()  # cancels the call in hand, upstream request and all
+                return
+            wake = min(wake, now + HANGUP_CHECK_S)
+        if not self._busy and not self._queue:  # silence while nothing is owed to the caller
+            due = self._last_active + server.idle_timeout
+            if now >= due:
+                transport.close()
+                return
+            wake = min(wake, due)
+        self._arm(max(wake, now + 0.05))
+
+    def _judging_body(self) -> bool:
+        """A body is being read and its pace is the caller's own (not ours, nor a 100 owed)."""
+        return self._body_started > 0 and not self._read_paused and not self._continue_owed
+
+    def _body_verdict(self, now: float) -> str | None:
+        """Why the body being read is too slow, or None while it is not."""
+        server = self._server
+        elapsed = now - self._body_started
+        if elapsed >= server.body_timeout:
+            return (
+                f"the request body did not arrive within {server.body_timeout:g} s "
+                f"({self._size} bytes received)"
+            )
+        if elapsed >= BODY_RATE_GRACE_S and self._size < server.body_min_rate * elapsed:
+            return (
+                f"the request body arrives at {self._size / elapsed:.0f} bytes/s; "
+                f"the sidecar needs at least {server.body_min_rate} bytes/s"
+            )
+        return None
+
+    def _hung_up(self) -> bool:
+        """The caller shut its side, seen without reading what it sent before (pipelined)."""
+        assert self._transport is not None
+        sock = self._transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), _HANGUP)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True  # the socket is already gone
 
     def shutdown(self) -> None:
         """Finish what is in hand, then close; close at once if idle."""
@@ -603,6 +783,28 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def cut(self) -> None:
+        """The grace is over: end a stream with its farewell (an error event), else abort.
+
+        Streams are written in whole events, so the farewell starts on an event
+        boundary; the caller's SDK reads it as the provider's own error event.
+        """
+        transport = self._transport
+        reply = self._streaming
+        if transport is None or transport.is_closing():
+            return
+        if reply is None or reply.farewell is None:
+            transport.abort()
+            return
+        farewell = reply.farewell()
+        if self._stream_chunked:
+            farewell = b"%x\r\n%b\r\n0\r\n\r\n" % (len(farewell), farewell)
+        self._streaming = None
+        if self._task is not None:
+            self._task.cancel()  # before the write: nothing of the stream may follow it
+        transport.write(farewell)
+        transport.close()  # after the farewell is flushed (or stop() aborts it)
+
 
 class Server:
     """The listener: accepts connections and runs `handler` for each request."""
@@ -614,18 +816,41 @@ class Server:
         *,
         max_body_bytes: int,
         idle_timeout: float = IDLE_TIMEOUT_S,
+        head_timeout: float | None = None,
+        body_timeout: float = BODY_TIMEOUT_S,
+        body_min_rate: int = BODY_MIN_RATE,
+        max_connections: int = MAX_CONNECTIONS,
+        buffer_budget: int | None = None,
     ) -> None:
         self.handler = handler
         self.error_reply = error_reply
         self.max_body_bytes = max_body_bytes
         self.idle_timeout = idle_timeout
+        self.head_timeout = head_timeout if head_timeout is not None else HEAD_TIMEOUT_S
+        self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
+        self.max_connections = max_connections
+        # Bodies held at once, all connections together; by default four of the largest.
+        self.buffer_budget = buffer_budget if buffer_budget is not None else 4 * max_body_bytes
+        self.buffered = 0
+        self._trim: asyncio.TimerHandle | None = None
         self.connections: set[_Connection] = set()
         self.stopping = False
         self.all_closed = asyncio.Event()  # set when stopping and the last connection ends
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
 
+    def trim_soon(self) -> None:
+        """A large body was let go: give the memory back shortly (one trim for a burst)."""
+        if self._trim is None:
+            self._trim = self.loop.call_later(TRIM_DELAY_S, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim = None
+        memory.trim()
+
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        memory.tune_malloc()
         self._server = await self.loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True, backlog=BACKLOG
         )
@@ -644,10 +869,15 @@ class Server:
                 await asyncio.wait_for(self.all_closed.wait(), grace)
         cut = [conn.task for conn in self.connections if conn.task is not None]
         for conn in list(self.connections):
-            conn.abort()
+            conn.cut()
         if cut:
             # Let the cut calls unwind (streams closed, upstream calls cancelled) first.
             await asyncio.wait(cut, timeout=1.0)
+        for conn in list(self.connections):
+            conn.abort()  # a farewell the caller would not read
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -27,7 +27,8 @@ from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.principal import Principal
 from sidecar.pipeline import Exchange, Pipeline
 from sidecar.replies import Reply, StreamReply
-from sidecar.server.h1 import Request, Server
+from sidecar.server.h1 import BUSY_RETRY_AFTER, Request, Server
+from sidecar.settings import Resources
 
 log = logging.getLogger("sidecar.http")
 
@@ -193,9 +194,18 @@ def _then(first: Callable[[], None] | None, then: Callable[[], None]) -> Callabl
     return both
 
 
-def proxy_server(store: BundleStore, pipeline: Pipeline, max_body_bytes: int) -> Server:
+def proxy_server(
+    store: BundleStore, pipeline: Pipeline, max_body_bytes: int, resources: Resources | None = None
+) -> Server:
+    res = resources or Resources()
     return Server(
-        ProxyHandlers(store, pipeline, max_body_bytes), error_reply, max_body_bytes=max_body_bytes
+        ProxyHandlers(store, pipeline, max_body_bytes),
+        error_reply,
+        max_body_bytes=max_body_bytes,
+        body_timeout=res.body_timeout_ms / 1000.0,
+        body_min_rate=res.body_min_rate,
+        max_connections=res.max_connections,
+        buffer_budget=res.max_buffered_bytes,
     )
 
 
@@ -213,16 +223,23 @@ def _error(adapter: Adapter, err: SidecarError, **extra: str) -> Reply:
 
 
 _SERVER_ERRORS = {
-    400: ErrorKind.INVALID_REQUEST,
-    431: ErrorKind.HEADERS_TOO_LARGE,
-    500: ErrorKind.INTERNAL,
+    400: (ErrorKind.INVALID_REQUEST, None),
+    408: (ErrorKind.TIMEOUT, "request_timeout"),
+    431: (ErrorKind.HEADERS_TOO_LARGE, None),
+    500: (ErrorKind.INTERNAL, None),
+    503: (ErrorKind.UNAVAILABLE, "sidecar_busy"),
 }
 
 
 def error_reply(status: int, message: str, request: Request | None) -> Reply:
-    """The server's own refusals (malformed HTTP, huge heads, a failed handler), in kind."""
-    kind = _SERVER_ERRORS.get(status, ErrorKind.INTERNAL)
-    return _error(_shape_for(request), SidecarError(kind, message))
+    """The server's own refusals (malformed HTTP, huge heads, slow bodies, too much held, a
+    failed handler), in kind. The status is the server's: a 408 is not the 504 of its kind."""
+    kind, code = _SERVER_ERRORS.get(status, (ErrorKind.INTERNAL, None))
+    reply = _error(_shape_for(request), SidecarError(kind, message, code=code))
+    reply.status = status
+    if status == 503:
+        reply.headers["retry-after"] = BUSY_RETRY_AFTER
+    return reply
 
 
 def _unknown_path(request: Request) -> Reply:

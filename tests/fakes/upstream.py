@@ -32,6 +32,8 @@ Controls (plain attributes, change them at any time):
 * ``head_delay``     -- seconds to wait before answering at all (a slow provider);
   a caller that hangs up meanwhile is counted in ``abandoned``.
 * ``reset_next()``   -- drop the connection, with no response, on the next N requests.
+* ``raw_stream``     -- a function returning an async iterator of bytes: a streamed
+  reply sends exactly these instead of its events (oversized or endless events).
 
 Constructor-only: ``name`` (used in replies and ids), ``models`` (GET /v1/models),
 ``path_prefix`` (serve under e.g. ``/openai/v1/...`` like a gateway would).
@@ -130,6 +132,7 @@ class FakeUpstream:
         self.abort_after_chunks: int | None = None
         self.compress = False
         self.head_delay = 0.0
+        self.raw_stream: Callable[[], AsyncIterator[bytes]] | None = None
         self.abandoned = 0  # requests whose caller went away during head_delay
         self._resets = 0
         self.first_chunk_sent = asyncio.Event()
@@ -382,6 +385,8 @@ class FakeUpstream:
         events: AsyncIterator[bytes],
     ) -> web.StreamResponse:
         resp = await self._open_sse(request)
+        if self.raw_stream is not None:
+            events = self.raw_stream()
         try:
             async for raw in events:
                 await resp.write(raw)

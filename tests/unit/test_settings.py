@@ -83,3 +83,30 @@ def test_bundle_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIDECAR_BUNDLE_MAX_DEPTH", "257")  # past what later stages survive
     with pytest.raises(SettingsError, match="at most 256"):
         Settings.resolve()
+
+
+def test_resource_bounds_come_from_flags_then_env_then_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIDECAR_BODY_TIMEOUT_MS", "2500")
+    monkeypatch.setenv("SIDECAR_MAX_CONNECTIONS", "10")
+    monkeypatch.delenv("SIDECAR_MAX_EVENT_BYTES", raising=False)
+    res = Settings.resolve(resources={"max_connections": 20, "body_timeout_ms": None}).resources
+    assert (res.max_connections, res.body_timeout_ms) == (20, 2500)
+    assert res.max_event_bytes == 8 * 1024 * 1024
+    assert res.max_buffered_bytes is None  # the server derives it from the body limit
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-5"])
+def test_a_bad_resource_bound_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SIDECAR_MAX_BUFFERED_BYTES", value)
+    with pytest.raises(SettingsError, match=r"SIDECAR_MAX_BUFFERED_BYTES|max-buffered-bytes"):
+        Settings.resolve()
+
+
+def test_a_buffered_budget_below_the_body_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIDECAR_MAX_BUFFERED_BYTES", raising=False)
+    with pytest.raises(SettingsError, match="could never be accepted"):
+        Settings.resolve(max_body_bytes=1000, resources={"max_buffered_bytes": 999})

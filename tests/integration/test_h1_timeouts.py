@@ -1,0 +1,47 @@
+"""The proxy listener's head timeout is the documented one, not the idle timeout's.
+
+A head that trickles in was only looked at when the idle timer fired (75 s by
+default), so the documented 30 s head limit was 75 s in practice. These tests
+shorten the head limit and keep the idle timeout long, over raw sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from integration.test_h1_server import Echo, serving
+from sidecar.server import h1
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"", b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Le"],
+    ids=["nothing-yet", "half-a-head"],
+)
+async def test_a_head_that_does_not_arrive_in_time_closes_before_the_idle_timeout(
+    monkeypatch: pytest.MonkeyPatch, partial: bytes
+) -> None:
+    monkeypatch.setattr(h1, "HEAD_TIMEOUT_S", 0.5)
+    echo = Echo()
+    async with serving(echo, idle_timeout=20.0) as s:
+        client = await s.connect()
+        if partial:
+            await client.send(partial)
+        assert await client.closed(within=3.0), "the head timeout did not close the connection"
+        assert echo.seen == []
+
+
+async def test_the_head_clock_starts_with_each_request_not_with_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(h1, "HEAD_TIMEOUT_S", 0.5)
+    echo = Echo()
+    async with serving(echo, idle_timeout=20.0) as s:
+        client = await s.connect()
+        for _ in range(3):  # a keep-alive connection that sends a request every 0.3 s
+            resp = await client.request(b"GET /a HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert resp.status == 200
+            await asyncio.sleep(0.3)
+        assert len(echo.seen) == 3
