@@ -237,6 +237,7 @@ class _Connection(asyncio.Protocol):
         self._refusal: tuple[int, str] | None = None  # to send once earlier replies are out
         self._streaming: StreamReply | None = None  # the stream being written, if any
         self._stream_chunked = False
+        self._first_check = min(server.head_timeout, server.body_timeout, BODY_RATE_GRACE_S)
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class _Connection(asyncio.Protocol):
         self._last_active = now
         self._head_started = now  # the first head is due within head_timeout of connecting
         self._in_head = True
-        self._arm(now + min(server.head_timeout, server.idle_timeout))
+        self._arm(now + min(self._first_check, server.idle_timeout))
 
     def data_received(self, data: bytes) -> None:
         self._last_active = self._loop.time()
@@ -325,7 +326,9 @@ class _Connection(asyncio.Protocol):
         if not self._in_head:
             self._in_head = True
             self._head_started = self._loop.time()
-            self._arm(self._head_started + self._server.head_timeout)
+            # One timer covers the head's deadline and, when a body follows, its first
+            # rate check; mostly one already runs that soon and nothing is re-armed.
+            self._arm(self._head_started + self._first_check)
         self._head_size = 0
         self._url = b""
         self._raw_headers = []
@@ -381,7 +384,6 @@ class _Connection(asyncio.Protocol):
 
     def _start_body_clock(self) -> None:
         self._body_started = self._loop.time()
-        self._arm_body_check()
 
     def _send_continue(self) -> None:
         if self._continue_owed and self._request is not None:
@@ -692,11 +694,6 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
         self._timer_at = when
         self._timer = self._loop.call_at(when, self._tick)
-
-    def _arm_body_check(self) -> None:
-        server = self._server
-        first = min(BODY_RATE_GRACE_S, server.body_timeout)
-        self._arm(self._body_started + first)
 
     def _tick(self) -> None:
         """One timer for every deadline of the connection: head, body, hang-up, idle."""

@@ -60,7 +60,7 @@ async def test_a_stream_longer_than_the_grace_is_cut_and_the_process_exits_0(
     # Cut: the stream ends with an error event the SDKs raise, never with [DONE].
     assert err is None, err
     last = got.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
-    assert last.startswith(b"data: {\"error\"") and b"sidecar_shutting_down" in last, last
+    assert last.startswith(b'data: {"error"') and b"sidecar_shutting_down" in last, last
     assert b"[DONE]" not in got
     assert 0.1 + 0.6 - 0.05 <= cut_after < 0.1 + 0.6 + 0.5
     assert await exit_code(sc, within=2.0) == 0, sc.stderr()[-2000:]

@@ -182,9 +182,15 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(
-    handler: h1.Handler, *, max_body_bytes: int = 1 << 20, idle_timeout: float = 30.0
+    handler: h1.Handler,
+    *,
+    max_body_bytes: int = 1 << 20,
+    idle_timeout: float = 30.0,
+    **limits: Any,
 ) -> AsyncIterator[Served]:
-    server = Server(handler, error_reply, max_body_bytes=max_body_bytes, idle_timeout=idle_timeout)
+    server = Server(
+        handler, error_reply, max_body_bytes=max_body_bytes, idle_timeout=idle_timeout, **limits
+    )
     host, port = await server.start("127.0.0.1", 0)
     try:
         yield Served(server, host, port)

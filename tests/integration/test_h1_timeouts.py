@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 
-from integration.test_h1_server import Echo, serving
+from integration.test_h1_server import Echo, get, json_reply, serving
+from sidecar.replies import Reply
 from sidecar.server import h1
 
 
@@ -45,3 +46,26 @@ async def test_the_head_clock_starts_with_each_request_not_with_the_connection(
             assert resp.status == 200
             await asyncio.sleep(0.3)
         assert len(echo.seen) == 3
+
+
+async def test_a_body_waiting_for_its_100_continue_is_not_timed_out() -> None:
+    release = asyncio.Event()
+
+    async def handler(request: h1.Request) -> Reply:
+        if request.path == "/slow":
+            await release.wait()
+        return json_reply({"path": request.path, "body": request.body.decode()})
+
+    async with serving(handler, body_timeout=0.5) as s:
+        client = await s.connect()
+        await client.send(
+            get("/slow") + get("/next", "Content-Length: 5", "Expect: 100-continue", method="POST")
+        )
+        await asyncio.sleep(1.5)  # three body timeouts while the 100 is owed
+        release.set()
+        assert (await client.read_response()).status == 200  # /slow
+        interim = await client.read_head()
+        assert interim.status == 100
+        await client.send(b"hello")
+        resp = await client.read_response()
+        assert resp.status == 200 and resp.json()["body"] == "hello"
