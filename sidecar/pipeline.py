@@ -905,7 +905,7 @@ class Pipeline:
         drop_usage = ex.drop_usage_chunk and resp.status < 300
         aligned = gate is not None or editor is not None or drop_usage
         aligner = EventAligner() if aligned else None
-        held = b""
+        held = _Held()
         guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
         guard_error: SidecarError | None = None
         max_event, max_total = self.bounds.max_event_bytes, self.bounds.max_response_bytes
@@ -919,12 +919,8 @@ class Pipeline:
                 if aligner is None:
                     # Pass whole events only (one search per chunk): a stream that breaks
                     # mid-event then ends with an error event the SDK can still read.
-                    if held:
-                        chunk = held + chunk
-                    end = _event_end(chunk)
-                    held = chunk[end:]
-                    chunk = chunk[:end]
-                    if len(held) > max_event:
+                    chunk = held.take(chunk)
+                    if held.size > max_event:
                         raise _Oversize("an event", max_event)
                     if not chunk:
                         continue
@@ -970,8 +966,8 @@ class Pipeline:
                         ),
                     )
                 yield chunk
-            if held:
-                yield held  # the upstream ended without closing its last event
+            if held.size:
+                yield held.rest()  # the upstream ended without closing its last event
             if aligner is not None:
                 rest = aligner.flush()
                 if editor is not None:
@@ -1227,6 +1223,51 @@ def _cut_event(adapter: Adapter) -> bytes:
             code="sidecar_shutting_down",
         )
     )
+
+
+class _Held:
+    """The part of a stream after its last complete event, kept as pieces.
+
+    Joining what is held with every new piece would copy a long event once per
+    piece (quadratic in its size); the pieces are joined once, when the event ends.
+    """
+
+    __slots__ = ("_pieces", "size")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self.size = 0
+
+    def take(self, chunk: bytes) -> bytes:
+        """Everything up to the last complete event, this chunk included; holds the rest."""
+        pieces = self._pieces
+        if not pieces:
+            end = _event_end(chunk)
+            if end < len(chunk):
+                pieces.append(chunk[end:])
+                self.size = len(chunk) - end
+            return chunk[:end] if end < len(chunk) else chunk
+        # A boundary may start in what is held: look at its last two bytes with the chunk.
+        tail = pieces[-1][-2:]
+        if len(tail) < 2 and len(pieces) > 1:
+            tail = (pieces[-2] + tail)[-2:]
+        end = _event_end(tail + chunk) - len(tail)
+        if end <= 0:
+            pieces.append(chunk)
+            self.size += len(chunk)
+            return b""
+        out = b"".join([*pieces, chunk[:end]])
+        pieces.clear()
+        self.size = len(chunk) - end
+        if self.size:
+            pieces.append(chunk[end:])
+        return out
+
+    def rest(self) -> bytes:
+        rest = b"".join(self._pieces)
+        self._pieces.clear()
+        self.size = 0
+        return rest
 
 
 def _event_end(chunk: bytes) -> int:

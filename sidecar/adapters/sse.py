@@ -21,15 +21,30 @@ class Event:
 class SSEParser:
     """Feed raw bytes, get the events completed so far (WHATWG SSE rules)."""
 
-    __slots__ = ("_buf", "_data", "_event", "_max")
+    __slots__ = ("_buf", "_data", "_event", "_line_size", "_max", "_pieces")
 
     def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
         self._buf = b""
+        # A long line arriving in many pieces is kept as pieces and joined once when it
+        # ends, not copied on every piece (quadratic in its length).
+        self._pieces: list[bytes] = []
+        self._line_size = 0
         self._event = ""
         self._data: list[bytes] = []
         self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[Event]:
+        # (A CR held back at the end of the line may be half of a CRLF: not this path.)
+        if self._buf[-1:] not in (b"", b"\r") and b"\n" not in chunk and b"\r" not in chunk:
+            self._line_size += len(chunk)
+            if len(self._buf) + self._line_size > self._max:
+                self._buf, self._pieces, self._line_size = b"", [], 0
+            else:
+                self._pieces.append(chunk)
+            return []
+        if self._pieces:
+            self._buf = b"".join([self._buf, *self._pieces])
+            self._pieces, self._line_size = [], 0
         buf = self._buf + chunk if self._buf else chunk
         events: list[Event] = []
         if b"\r" in buf:
@@ -52,6 +67,9 @@ class SSEParser:
         line end after all.
         """
         events: list[Event] = []
+        if self._pieces:
+            self._buf = b"".join([self._buf, *self._pieces])
+            self._pieces, self._line_size = [], 0
         if self._buf.endswith(b"\r"):
             self._line(self._buf[:-1], events)
         self._buf = b""
