@@ -31,15 +31,21 @@ MAX_CONNECTIONS = 32
 COMPENSATE_POLL_S = 0.25
 MAX_PENDING = 10_000  # settlements kept while Redis is away
 LEASE_S = 900.0  # a concurrency lease outlives any sane call; a crashed replica's expire
+# How long a check that charged leaves its marker: a compensation runs within a moment
+# of Redis answering again, so this only needs to outlast that (a marker gone by then
+# loses a refund, the safe side); short, so markers cost little memory in Redis.
+MARK_S = 60.0
 
-# KEYS: one per cell. ARGV: member, lease seconds, then per cell: kind, limit, period, cost.
+# KEYS: one per cell, then the check's marker. ARGV: member, lease seconds, marker
+# seconds, then per cell: kind, limit, period, cost.
 CHECK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local member, lease = ARGV[1], tonumber(ARGV[2])
+local member, lease, mark = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = #KEYS - 1
 local out, news, ok = {}, {}, 1
-for i = 1, #KEYS do
-  local b = 2 + (i - 1) * 4
+for i = 1, n do
+  local b = 3 + (i - 1) * 4
   local kind, limit = ARGV[b + 1], tonumber(ARGV[b + 2])
   local period, cost = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   local remaining, reset, retry = 0, 0, 0
@@ -85,8 +91,9 @@ for i = 1, #KEYS do
   out[#out + 1] = string.format('%.6f', retry)
 end
 if ok == 1 then
-  for i = 1, #KEYS do
-    local b = 2 + (i - 1) * 4
+  redis.call('SET', KEYS[#KEYS], '1', 'PX', math.ceil(mark * 1000))
+  for i = 1, n do
+    local b = 3 + (i - 1) * 4
     local kind, period = ARGV[b + 1], tonumber(ARGV[b + 3])
     if kind == 'g' then
       local ttl = math.ceil((news[i] - now) * 1000) + 1000
@@ -104,15 +111,20 @@ table.insert(out, 1, tostring(ok))
 return out
 """
 
-# KEYS: one per cell. ARGV: member, then per cell: kind, limit, period, delta.
+# KEYS: one per cell, then the check's marker (consumed: the call is settled). ARGV:
+# member, whether the deltas are a refund of the check (only applied if the marker says
+# the check charged, and so only once), then per cell: kind, limit, period, delta.
 SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local member = ARGV[1]
-for i = 1, #KEYS do
-  local b = 1 + (i - 1) * 4
+local member, undo = ARGV[1], ARGV[2] == '1'
+local n = #KEYS - 1
+local charged = redis.call('DEL', KEYS[#KEYS]) == 1 or not undo
+for i = 1, n do
+  local b = 2 + (i - 1) * 4
   local kind, limit = ARGV[b + 1], tonumber(ARGV[b + 2])
   local period, delta = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  if not charged then delta = 0 end
   if kind == 'c' then
     redis.call('ZREM', KEYS[i], member)
   elseif delta ~= 0 and kind == 'g' then
@@ -129,7 +141,8 @@ for i = 1, #KEYS do
     redis.call('SET', KEYS[i], string.format('%.17g', math.max(0, used + delta)), 'EX', ttl)
   end
 end
-return 1
+if charged then return 1 end
+return 0
 """
 
 
@@ -184,8 +197,8 @@ class RedisStore:
         self._down_until = 0.0
         self.up = True
         self.errors = 0
-        self._pending: collections.deque[tuple[list[Cell], list[float], str]] = collections.deque(
-            maxlen=MAX_PENDING
+        self._pending: collections.deque[tuple[list[Cell], list[float], str, bool]] = (
+            collections.deque(maxlen=MAX_PENDING)
         )
         self._drainer: asyncio.Task[None] | None = None
 
@@ -220,15 +233,19 @@ class RedisStore:
         return Checked(True, outcomes)
 
     async def _roll_back(self, cells: Sequence[Cell], groups: list[list[int]], member: str) -> None:
+        # As refunds of the check (consuming its marker), so a compensation of the same
+        # call later finds nothing left to refund.
         for done in groups:
             back = [cells[i] for i in done]
-            await self.settle(back, [-c.cost for c in back], member)
+            await self.settle(back, [-c.cost for c in back], member, undo=True)
 
     async def _check_group(self, cells: Sequence[Cell], member: str) -> Checked:
-        args: list[Any] = [member, LEASE_S]
+        args: list[Any] = [member, LEASE_S, MARK_S]
         for c in cells:
             args += [c.kind, c.limit, c.period, c.cost]
-        reply = await self._run(self._check, [c.key for c in cells], args)
+        keys = [c.key for c in cells]
+        keys.append(_marker(cells[0].key, member))
+        reply = await self._run(self._check, keys, args)
         values = [float(v) for v in reply[1:]]
         outcomes = [
             Outcome(
@@ -240,14 +257,17 @@ class RedisStore:
         ]
         return Checked(int(reply[0]) == 1, outcomes)
 
-    async def settle(self, cells: Sequence[Cell], deltas: Sequence[float], member: str) -> None:
-        groups = _slots(cells) if self.cluster else [list(range(len(cells)))]
-        for group in groups:
-            args: list[Any] = [member]
-            for i in group:
-                c = cells[i]
-                args += [c.kind, c.limit, c.period, deltas[i]]
-            await self._run(self._settle, [cells[i].key for i in group], args)
+    async def settle(
+        self, cells: Sequence[Cell], deltas: Sequence[float], member: str, *, undo: bool = False
+    ) -> None:
+        """Apply `deltas`; with `undo`, they refund the check itself, and are applied
+        only where that check charged (its marker is there) and only once."""
+        for group in self._groups(cells):
+            keys, args = _settle_call(cells, group, deltas, member, undo)
+            await self._run(self._settle, keys, args)
+
+    def _groups(self, cells: Sequence[Cell]) -> list[list[int]]:
+        return _slots(cells) if self.cluster else [list(range(len(cells)))]
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         if self.skipping:
@@ -275,18 +295,20 @@ class RedisStore:
 
     def compensate(self, cells: Sequence[Cell], member: str) -> None:
         """Undo a check that timed out but may still run when Redis wakes: once Redis
-        answers again (and has had a moment for what was queued), refund the reservation
-        and drop the lease. A check that never reached Redis is refunded too, so after a
-        hang up to one extra call per call refused during it may pass (a known limit,
-        pinned by a strict xfail); not doing it could hold a concurrency lease for LEASE_S."""
-        self.settle_later(cells, [-c.cost for c in cells], member)
+        answers again (and has had a moment for what was queued), drop the lease and
+        refund the reservation if the check charged. The check's script leaves a marker
+        when it charges, and the refund consumes it: a check that never reached Redis
+        (or was refused) takes nothing back from other calls' counts."""
+        self.settle_later(cells, [-c.cost for c in cells], member, undo=True)
 
-    def settle_later(self, cells: Sequence[Cell], deltas: Sequence[float], member: str) -> None:
+    def settle_later(
+        self, cells: Sequence[Cell], deltas: Sequence[float], member: str, *, undo: bool = False
+    ) -> None:
         """A settlement Redis did not take: kept (bounded) and applied once Redis answers,
         so a blip neither loses refunds nor leaves a concurrency lease for LEASE_S."""
         if len(self._pending) == self._pending.maxlen:
             log.warning("limit settlements dropped: too many waiting for Redis")
-        self._pending.append((list(cells), list(deltas), member))
+        self._pending.append((list(cells), list(deltas), member, undo))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
@@ -303,15 +325,12 @@ class RedisStore:
                 continue
             await asyncio.sleep(COMPENSATE_POLL_S)  # let checks queued in Redis run first
             while pending:
-                cells, deltas, member = pending[0]
+                cells, deltas, member, undo = pending[0]
                 try:
-                    for group in _slots(cells) if self.cluster else [list(range(len(cells)))]:
-                        args: list[Any] = [member]
-                        for i in group:
-                            c = cells[i]
-                            args += [c.kind, c.limit, c.period, deltas[i]]
+                    for group in self._groups(cells):
+                        keys, args = _settle_call(cells, group, deltas, member, undo)
                         async with asyncio.timeout(self.timeout):
-                            await self._settle(keys=[cells[i].key for i in group], args=args)
+                            await self._settle(keys=keys, args=args)
                 except Exception:
                     break
                 pending.popleft()
@@ -323,6 +342,28 @@ class RedisStore:
                 await self._drainer
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+
+def _settle_call(
+    cells: Sequence[Cell], group: list[int], deltas: Sequence[float], member: str, undo: bool
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the settle script for one slot's cells."""
+    keys = [cells[i].key for i in group]
+    keys.append(_marker(keys[0], member))
+    args: list[Any] = [member, 1 if undo else 0]
+    for i in group:
+        c = cells[i]
+        args += [c.kind, c.limit, c.period, deltas[i]]
+    return keys, args
+
+
+def _marker(key: str, member: str) -> str:
+    """The key saying a call's check charged these cells: in their hash tag's slot."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start >= 0 and end > start + 1:
+        return f"{key[: end + 1]}|ran|{member}"
+    return f"{{{key}}}|ran|{member}"
 
 
 def _slots(cells: Sequence[Cell]) -> list[list[int]]:

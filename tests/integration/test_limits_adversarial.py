@@ -1975,13 +1975,6 @@ async def test_a_call_refused_while_redis_hung_holds_nothing_once_redis_wakes(
         await chat(c)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="every check that timed out on a hung Redis is compensated (refunded) once Redis "
-    "answers, but only the ones whose script reached Redis ran: a check that timed out on a "
-    "new connection's handshake never ran, and its refund takes back other calls' counts (here "
-    "6 refunds for 1 ghost check: 5 calls admitted against 1 left)",
-)
 async def test_checks_that_never_reached_a_hung_redis_are_not_refunded(
     fake: FakeUpstream,
     make_sidecar: MakeSidecar,
