@@ -5,7 +5,9 @@ request, plus about a microsecond per policy in the set. Two things keep
 that off the hot path:
 - a decision depends only on the principal, the action, the resource and
   the context fields the policies actually read (found at load), so the
-  result for that key is cached for the life of the snapshot;
+  result for that key is cached for the life of the snapshot (bounded: the
+  least recently used decisions go first, so callers seen all the time stay
+  cached while a stream of new ones passes through);
 - a miss is evaluated against only the policies whose scope (principal,
   action, resource type) can match the request — the others cannot apply,
   so leaving them out changes no decision. Those subsets are built once per
@@ -23,10 +25,12 @@ import orjson
 
 from sidecar.authz.policy import CompiledPolicies
 from sidecar.identity.principal import Principal
+from sidecar.lru import LruCache
 from sidecar.names import fold
 
 CACHE_LIMIT = 4096
 SUBSET_LIMIT = 512
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,8 @@ class Decision:
 class Authorizer:
     def __init__(self, compiled: CompiledPolicies | None) -> None:
         self._compiled = compiled
-        self._cache: dict[tuple[Any, ...], Decision] = {}
-        self._subsets: dict[tuple[Any, ...], cedarpy.PolicySet | None] = {}
+        self._cache: LruCache[tuple[Any, ...], Decision] = LruCache(CACHE_LIMIT)
+        self._subsets: LruCache[tuple[Any, ...], cedarpy.PolicySet | None] = LruCache(SUBSET_LIMIT)
         self._index = _index(compiled)
 
     @property
@@ -62,14 +66,12 @@ class Authorizer:
         keys = compiled.context_keys
         fields = context.items() if keys is None else ((k, context.get(k)) for k in keys)
         key = (principal, action, resource_type, resource_id, tuple(sorted(fields)))
-        decision = self._cache.get(key)
+        decision = self._cache.get(key, None)
         if decision is None:
             decision = self._evaluate(
                 compiled, principal, action, resource_type, resource_id, context
             )
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = decision
+            self._cache.put(key, decision)
         return decision
 
     def _evaluate(
@@ -120,8 +122,9 @@ class Authorizer:
         index = self._index
         named = principal.id if principal.id in index.named_principals else ""
         key = (named, principal.roles, principal.tenant, action, resource_type)
-        if key in self._subsets:
-            return self._subsets[key]
+        cached = self._subsets.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached
         candidates = set(index.by_member.get(("", ""), ()))
         candidates.update(index.by_member.get(("Sidecar::Tenant", principal.tenant), ()))
         candidates.update(index.by_member.get(("Sidecar::Principal", principal.id), ()))
@@ -139,9 +142,7 @@ class Authorizer:
         if chosen:
             document = {"staticPolicies": chosen, "templates": {}, "templateLinks": []}
             policy_set = cedarpy.PolicySet.from_json_str(orjson.dumps(document).decode())
-        if len(self._subsets) >= SUBSET_LIMIT:
-            self._subsets.clear()
-        self._subsets[key] = policy_set
+        self._subsets.put(key, policy_set)
         return policy_set
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+import sidecar.authz.authorize as authorize_module
 from sidecar.authz.policy import context_keys
 from sidecar.bundle.compile import BundleInvalid, load_snapshot
 from sidecar.bundle.snapshot import Snapshot
@@ -99,6 +100,22 @@ def test_abac_on_time_and_the_cache_keys_on_what_policies_read(tmp_path: Path) -
     # Same call again at noon: the cached night decision must not leak into the day.
     assert authz.decide(ANALYST, "llm.chat", "Model", "gpt-4o", CTX).allowed
     assert authz.decide(ANALYST, "llm.chat", "Model", "mock-echo", night).allowed
+
+
+def test_a_hot_decision_stays_cached_while_new_calls_churn_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decision served from the cache is the very object decided before; a fresh
+    # evaluation builds a new one.
+    monkeypatch.setattr(authorize_module, "CACHE_LIMIT", 32)
+    authz = snapshot(tmp_path).authorizer
+    hot = authz.decide(ANALYST, "llm.chat", "Model", "gpt-4o", CTX)
+    cold = authz.decide(ANALYST, "llm.chat", "Model", "mock-cold", CTX)
+    for i in range(200):  # many times the cache's size, each a key never seen before
+        assert authz.decide(ANALYST, "llm.chat", "Model", f"mock-{i}", CTX).allowed
+        assert authz.decide(ANALYST, "llm.chat", "Model", "gpt-4o", CTX) is hot
+    again = authz.decide(ANALYST, "llm.chat", "Model", "mock-cold", CTX)
+    assert again == cold and again is not cold  # bounded: the unused entry went
 
 
 def test_no_roles_and_no_policies_deny_everything(tmp_path: Path) -> None:
