@@ -6,6 +6,9 @@ broker) and the JWKS their signing keys are published in. Everything that can
 be decided once -- which algorithms an issuer may use, which key objects a JWKS
 holds, the decode options -- is decided at construction or at JWKS fetch time,
 so a request costs one header parse, one dict lookup and one signature check.
+A token that verified is remembered (bounded, least recently used first out)
+until it would no longer verify: its exp, or the key set it verified under
+being replaced; so an agent re-sending its token costs one hash and a lookup.
 
 Only asymmetric algorithms are accepted: with HS* the verification key is a
 shared secret, and a JWKS is public, so accepting HS* would let anyone who
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -34,6 +38,7 @@ from jwt.types import Options
 
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.principal import Principal
+from sidecar.lru import LruCache
 
 log = logging.getLogger("sidecar.identity")
 
@@ -53,6 +58,8 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 MAX_TOKEN_CHARS = 16 * 1024
 MAX_JWKS_BYTES = 1024 * 1024
 FETCH_TIMEOUT_S = 5.0
+# Verified tokens remembered per bundle; an entry is a digest and a Principal, not the token.
+VERIFIED_CACHE_LIMIT = 4096
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -374,6 +381,49 @@ def _principal(payload: Mapping[str, Any], claims: ClaimMap) -> Principal:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that verified, and the window in which verifying it again would pass."""
+
+    principal: Principal
+    issuer: _Issuer
+    keys: _KeySet  # the key set it verified under: replaced keys mean verifying again
+    not_before: float  # wall-clock seconds, leeway included, as PyJWT compares them
+    expires: float
+
+
+def _verified(
+    claims: Mapping[str, Any], principal: Principal, issuer: _Issuer, keys: _KeySet
+) -> _Verified:
+    leeway = issuer.config.leeway_s
+    starts = [
+        t for t in (_seconds(claims.get("nbf")), _seconds(claims.get("iat"))) if t is not None
+    ]
+    exp = _seconds(claims.get("exp"))
+    assert exp is not None, "PyJWT requires and checks exp"
+    return _Verified(
+        principal,
+        issuer,
+        keys,
+        not_before=max(starts, default=float("-inf")) - leeway,
+        expires=exp + leeway,
+    )
+
+
+def _seconds(value: Any) -> int | None:
+    """A time claim as PyJWT reads it (`int()` of the value), or None if absent."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -385,7 +435,13 @@ class JwtVerifier:
     issuer's JWKS. Call `close()` when the verifier is retired.
     """
 
-    def __init__(self, issuers: Sequence[JwtIssuerConfig], fetch: Fetch | None = None) -> None:
+    def __init__(
+        self,
+        issuers: Sequence[JwtIssuerConfig],
+        fetch: Fetch | None = None,
+        *,
+        cache_limit: int = VERIFIED_CACHE_LIMIT,
+    ) -> None:
         compiled: dict[str, _Issuer] = {}
         for config in issuers:
             if config.issuer in compiled:
@@ -395,6 +451,12 @@ class JwtVerifier:
         self._trusted = ", ".join(compiled)
         self._fetch: Fetch = fetch or self._http_get
         self._session: aiohttp.ClientSession | None = None
+        self._verified: LruCache[bytes, _Verified] = LruCache(cache_limit)
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many verified tokens are remembered (never more than the cache's limit)."""
+        return len(self._verified)
 
     @staticmethod
     def looks_like_jwt(token: str) -> bool:
@@ -422,6 +484,14 @@ class JwtVerifier:
         """The Principal a valid token names; SidecarError(UNAUTHENTICATED) otherwise."""
         if len(token) > MAX_TOKEN_CHARS:
             _fail(f"malformed token: longer than {MAX_TOKEN_CHARS} characters")
+        digest = _digest(token)
+        seen = self._verified.get(digest, None)
+        if seen is not None:
+            now = time.time()
+            if seen.not_before <= now < seen.expires and await self._keys(seen.issuer) is seen.keys:
+                return seen.principal
+            # Expired, or the keys changed: verify afresh (and fail as that says).
+            self._verified.discard(digest)
         try:
             unverified = jwt.decode_complete(token, options=_UNVERIFIED)
         except jwt.PyJWTError as e:
@@ -446,7 +516,7 @@ class JwtVerifier:
             )
         kid: str | None = header.get("kid")  # PyJWT has checked it is a string if present
 
-        key = await self._key(issuer, kid, alg)
+        keys, key = await self._key(issuer, kid, alg)
         config = issuer.config
         try:
             claims = jwt.decode(
@@ -481,9 +551,18 @@ class JwtVerifier:
             _fail(f"malformed token: {e}")
         except jwt.PyJWTError as e:
             _fail(f"invalid token: {e}")
-        return _principal(claims, config.claims)
+        principal = _principal(claims, config.claims)
+        self._verified.put(digest, _verified(claims, principal, issuer, keys))
+        return principal
 
-    async def _key(self, issuer: _Issuer, kid: str | None, alg: str) -> jwt.PyJWK:
+    async def _keys(self, issuer: _Issuer) -> _KeySet:
+        """The key set a token of this issuer would be verified with now."""
+        if issuer.remote is None:
+            assert issuer.static is not None
+            return issuer.static
+        return await issuer.remote.current(self._fetch)
+
+    async def _key(self, issuer: _Issuer, kid: str | None, alg: str) -> tuple[_KeySet, jwt.PyJWK]:
         name = issuer.config.issuer
         remote = issuer.remote
         if remote is None:
@@ -517,7 +596,7 @@ class JwtVerifier:
         if key is None:
             which = f"key {_clip(kid)}" if kid is not None else "the issuer's key"
             _fail(f"{which} of issuer {name} cannot verify {alg} signatures")
-        return key
+        return keys, key
 
     async def _http_get(self, url: str) -> bytes:
         if self._session is None or self._session.closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -142,3 +143,51 @@ async def test_jwks_url_is_cached_and_refreshed_for_a_new_key(
     state["keys"].append(jwk_of(EC_KEY, "ec-rotated"))  # the issuer rotates in a new key
     assert await chat(sc, token(EC_KEY, "ec-rotated", "ES256"))
     assert state["hits"] == 2
+
+
+async def test_a_token_that_verified_stops_working_at_its_exp(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    sc = await with_jwks_file(fake, make_sidecar)
+    sc.write_bundle(jwt_bundle(fake, jwks_file="jwks.json", leeway_s=0))
+    assert await sc.sidecar.reload() == "success"
+    exp = int(time.time()) + 2
+    bearer = token(exp=exp)
+    for _ in range(3):  # verified once, then served as remembered
+        assert await chat(sc, bearer) == fake.reply_for("hello")
+    await asyncio.sleep(exp - time.time() + 0.05)
+    with pytest.raises(openai.AuthenticationError) as info:
+        await chat(sc, bearer)
+    assert info.value.code == "token_expired"
+
+
+async def test_a_token_verified_under_old_keys_is_refused_once_the_jwks_rotates(
+    fake: FakeUpstream, make_sidecar: MakeSidecar, jwks_server: tuple[str, dict[str, Any]]
+) -> None:
+    url, state = jwks_server
+    sc = await make_sidecar(jwt_bundle(fake, jwks_url=url, cache_s=1, min_refresh_s=0))
+    bearer = token()
+    for _ in range(3):
+        assert await chat(sc, bearer)
+    # The issuer replaces the key behind the same kid (a compromised key withdrawn).
+    state["keys"] = [jwk_of(OTHER_KEY, "rsa-1")]
+    await asyncio.sleep(1.1)  # the fetched JWKS is now stale: the next call refetches
+    with pytest.raises(openai.AuthenticationError) as info:
+        await chat(sc, bearer)
+    assert info.value.code == "invalid_token"
+    assert "signature" in info.value.message
+    assert await chat(sc, token(OTHER_KEY, "rsa-1"))  # the new key's tokens pass
+
+
+async def test_a_token_verified_under_old_keys_is_refused_after_a_bundle_reload(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    sc = await with_jwks_file(fake, make_sidecar)
+    bearer = token()
+    for _ in range(3):
+        assert await chat(sc, bearer)
+    (sc.bundle_dir / "jwks.json").write_text(json.dumps({"keys": [jwk_of(OTHER_KEY, "rsa-1")]}))
+    assert await sc.sidecar.reload() == "success"
+    with pytest.raises(openai.AuthenticationError) as info:
+        await chat(sc, bearer)
+    assert info.value.code == "invalid_token"

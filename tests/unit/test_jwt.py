@@ -473,3 +473,46 @@ async def test_injected_fetch_is_used() -> None:
     assert (await verifier.verify(es256())).tenant == "acme"
     assert calls == ["https://idp.example.com/k"]
     await verifier.close()
+
+
+# --- remembered verifications ----------------------------------------------------
+
+
+async def test_a_verified_token_is_remembered_within_a_bound() -> None:
+    verifier = JwtVerifier([issuer()], cache_limit=4)
+    hot = rs256(sub="hot")
+    first = await verifier.verify(hot)
+    for i in range(20):
+        assert (await verifier.verify(rs256(sub=f"bot-{i}"))).id == f"bot-{i}"
+        assert await verifier.verify(hot) is first  # remembered: no second verification
+        assert verifier.cached_tokens <= 4
+    assert verifier.cached_tokens == 4
+    await rejects(verifier, rs256(key=RSA_OTHER), "invalid_token", "signature")
+    await rejects(verifier, rs256(key=RSA_OTHER), "invalid_token", "signature")  # not kept
+    assert await verifier.verify(hot) is first
+
+
+async def test_a_remembered_token_is_verified_again_when_the_jwks_is_refetched(
+    server: JwksServer, remote: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(monkeypatch)
+    verifier = remote(cache_s=60, min_refresh_s=0)
+    token = rs256()
+    first = await verifier.verify(token)
+    clock.now += 30
+    assert await verifier.verify(token) is first
+    server.keys = [rsa_jwk(RSA_OTHER, "rsa-1")]  # the key behind rsa-1 is replaced
+    clock.now += 31  # the JWKS is stale: the next verification fetches it again
+    await rejects(verifier, token, "invalid_token", "signature")
+    assert server.requests == 2
+
+
+async def test_a_remembered_token_keeps_its_exp_and_leeway() -> None:
+    verifier = JwtVerifier([issuer(leeway_s=0)])
+    exp = int(time.time()) + 1
+    token = rs256(exp=exp)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) is first
+    await asyncio.sleep(exp - time.time() + 0.05)
+    await rejects(verifier, token, "token_expired", "expired")
+    assert verifier.cached_tokens == 0
