@@ -35,6 +35,7 @@ from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward import downstream_headers, upstream_headers
+from sidecar.guards.servers import check_server_urls
 from sidecar.guards.stage import (
     OutputFilter,
     Record,
@@ -82,6 +83,7 @@ class Exchange:
     authz_seconds: float = 0.0
     tool_gate: ToolGate | None = None  # set when the request offered tools
     tools_removed: tuple[str, ...] = ()
+    tool_servers: list[tuple[str, str]] | None = None  # remote tool servers offered upstream
     guards: Record | None = None  # set when the bundle has guards
     subject: Subject | None = None
     admission: Admission | None = None  # set when limits apply to the call
@@ -274,8 +276,8 @@ class Pipeline:
     def _govern_tools(
         self, gen: Generation, adapter: Adapter, call: Call, principal: Principal, ex: Exchange
     ) -> None:
-        if not call.body.get("tools"):  # most calls offer none: skip the extraction
-            return
+        if not any(key in call.body for key in adapter.tool_fields):
+            return  # most calls offer no tools: skip the extraction
         names = call.tool_names
         if not names:
             return
@@ -283,6 +285,7 @@ class Pipeline:
         ex.tool_gate = gate
         forbidden = gate.forbidden(names)
         if not forbidden:
+            ex.tool_servers = adapter.tool_urls(call.path, call.body)
             return
         listed = ", ".join(f"'{n}'" for n in forbidden)
         if gen.snapshot.tool_request_mode == "deny":
@@ -295,6 +298,7 @@ class Pipeline:
         adapter.without_tools(call.path, call.body, set(forbidden))
         call.raw = orjson.dumps(call.body)  # the only case where the body is re-serialized
         ex.tools_removed = tuple(forbidden)
+        ex.tool_servers = adapter.tool_urls(call.path, call.body)
 
     # --- limits --------------------------------------------------------------------------
 
@@ -345,6 +349,8 @@ class Pipeline:
             return
         ex.guards = Record(trace=self._stage_trace(ex))
         ex.subject = Subject(route.name, principal.tenant, call.model, principal.roles)
+        if ex.tool_servers and gs.tool:
+            check_server_urls(gs, ex.tool_servers, ex.subject, ex.guards)
         if not gs.input:
             return
         with ex.guards.stage("input"):

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.adapters.anthropic_tools import messages_offered, messages_without, server_urls
 from sidecar.adapters.base import (
     content_texts,
     int_or_none,
@@ -20,6 +21,7 @@ from sidecar.adapters.output import (
     anthropic_reply_texts,
 )
 from sidecar.adapters.sse import SSEParser
+from sidecar.adapters.tool_names import dicts
 from sidecar.call import Call, Provider, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
 
@@ -59,27 +61,40 @@ def message_texts(body: dict[str, Any]) -> list[Text]:
         content = msg.get("content")
         content_texts(content, channel, out, _TEXT, msg, "content")
         if isinstance(content, list):
-            for block in content:
-                if isinstance(block, dict) and block.get("type") == "tool_result":
-                    content_texts(block.get("content"), "tool_result", out, _TEXT, block, "content")
-                elif isinstance(block, dict) and block.get("type") == "document":
-                    # A plain-text document is text the model reads like any other.
-                    source = block.get("source")
-                    if (
-                        isinstance(source, dict)
-                        and source.get("type") == "text"
-                        and isinstance(source.get("data"), str)
-                    ):
-                        out.append(Text(channel, source["data"], source, "data"))
+            _block_texts(content, channel, out)
     return out
 
 
+def _block_texts(blocks: list[Any], channel: str, out: list[Text], nested: bool = False) -> None:
+    """Text inside the blocks that carry content of their own: tool results, search
+    results (retrieved text, where indirect prompt injection arrives) and plain-text
+    documents."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "tool_result" and not nested:  # a tool result holds no tool results
+            inner = block.get("content")
+            content_texts(inner, "tool_result", out, _TEXT, block, "content")
+            if isinstance(inner, list):
+                _block_texts(inner, "tool_result", out, nested=True)
+        elif kind == "search_result":
+            title = block.get("title")
+            if isinstance(title, str) and title:
+                out.append(Text("tool_result", title, block, "title"))
+            content_texts(block.get("content"), "tool_result", out, _TEXT, block, "content")
+        elif kind == "document":
+            # A plain-text document is text the model reads like any other.
+            source = block.get("source")
+            if (
+                isinstance(source, dict)
+                and source.get("type") == "text"
+                and isinstance(source.get("data"), str)
+            ):
+                out.append(Text(channel, source["data"], source, "data"))
+
+
 def _tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
-    names = [
-        t["name"]
-        for t in body.get("tools") or ()
-        if isinstance(t, dict) and isinstance(t.get("name"), str)
-    ]
     calls: list[ToolCall] = []
     for msg in body.get("messages") or ():
         content = msg.get("content") if isinstance(msg, dict) else None
@@ -96,7 +111,11 @@ def _tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
                         block["name"], orjson.dumps(block.get("input")).decode(), block.get("id")
                     )
                 )
-    return names, calls
+    return messages_offered(body), calls
+
+
+# Content blocks that call a tool: the agent's own, the provider's, a remote MCP server's.
+_CALL_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 
 
 class AnthropicAdapter:
@@ -158,27 +177,20 @@ class AnthropicAdapter:
     def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
         return AnthropicEditor(text_filter) if path == "/v1/messages" else None
 
+    # Request fields that can offer the model a tool; a body with none is not inspected.
+    tool_fields: tuple[str, ...] = ("tools", "mcp_servers")
+
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
-        tools = body.get("tools")
-        if not isinstance(tools, list):
-            return
-        kept = [t for t in tools if not (isinstance(t, dict) and t.get("name") in drop)]
-        if kept:
-            body["tools"] = kept
-        else:
-            body.pop("tools", None)
-            body.pop("tool_choice", None)
-        choice = body.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "tool" and choice.get("name") in drop:
-            body["tool_choice"] = {"type": "auto"}
+        messages_without(body, drop)
+
+    def tool_urls(self, path: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return server_urls(body)
 
     def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
         return [
             block["name"]
-            for block in body.get("content") or ()
-            if isinstance(block, dict)
-            and block.get("type") in ("tool_use", "server_tool_use")
-            and isinstance(block.get("name"), str)
+            for block in dicts(body.get("content"))
+            if block.get("type") in _CALL_BLOCKS and isinstance(block.get("name"), str)
         ]
 
     def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
@@ -186,7 +198,7 @@ class AnthropicAdapter:
         if (
             event.get("type") == "content_block_start"
             and isinstance(block, dict)
-            and block.get("type") in ("tool_use", "server_tool_use")
+            and block.get("type") in _CALL_BLOCKS
             and isinstance(block.get("name"), str)
         ):
             return [block["name"]]

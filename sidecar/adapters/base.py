@@ -36,6 +36,10 @@ class Adapter(Protocol):
         """Remove the named tools (and choices naming them) from a request body, in place."""
         ...
 
+    def tool_urls(self, path: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(server label, URL) of each remote tool server the provider is asked to call."""
+        ...
+
     def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
         """Names of the tools a complete (non-streamed) response asks to call."""
         ...
@@ -57,6 +61,10 @@ class Adapter(Protocol):
     def scrub(self, path: str, body: dict[str, Any]) -> bool:
         """Remove copies of the reply's text the output stage cannot redact; True if any."""
         ...
+
+    # Request fields that can offer the model a tool; a body with none of them is not
+    # inspected for tools.
+    tool_fields: tuple[str, ...]
 
     # Byte strings that any response or stream event proposing a tool call contains,
     # so events without them are never parsed for tool calls.

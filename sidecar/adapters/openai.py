@@ -14,6 +14,15 @@ from sidecar.adapters.base import (
     require_model,
     stream_flag,
 )
+from sidecar.adapters.openai_tools import (
+    chat_message_calls,
+    chat_offered,
+    chat_without,
+    output_item_call,
+    responses_offered,
+    responses_server_urls,
+    responses_without,
+)
 from sidecar.adapters.output import (
     OpenAIChatEditor,
     OpenAIResponsesEditor,
@@ -23,6 +32,7 @@ from sidecar.adapters.output import (
     openai_scrub,
 )
 from sidecar.adapters.sse import SSEParser
+from sidecar.adapters.tool_names import dicts
 from sidecar.call import Call, Provider, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
 
@@ -74,24 +84,19 @@ def chat_texts(body: dict[str, Any]) -> list[Text]:
 
 
 def _chat_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
-    names: list[str] = []
-    for tool in body.get("tools") or ():
-        if isinstance(tool, dict):
-            fn = tool.get("function")
-            name = fn.get("name") if isinstance(fn, dict) else tool.get("name")
-            if isinstance(name, str):
-                names.append(name)
     calls: list[ToolCall] = []
     for msg in body.get("messages") or ():
-        if isinstance(msg, dict) and isinstance(msg.get("tool_calls"), list):
-            for tc in msg["tool_calls"]:
-                fn = tc.get("function") if isinstance(tc, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("name"), str):
-                    args = fn.get("arguments")
-                    calls.append(
-                        ToolCall(fn["name"], args if isinstance(args, str) else "", tc.get("id"))
-                    )
-    return names, calls
+        if not isinstance(msg, dict):
+            continue
+        legacy = msg.get("function_call")  # a call made through the legacy `functions`
+        fns: list[tuple[Any, Any]] = [(legacy, None)]
+        for tc in dicts(msg.get("tool_calls")):
+            fns.append((tc.get("function"), tc.get("id")))
+        for fn, call_id in fns:
+            if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                args = fn.get("arguments")
+                calls.append(ToolCall(fn["name"], args if isinstance(args, str) else "", call_id))
+    return chat_offered(body), calls
 
 
 def prompt_texts(body: dict[str, Any]) -> list[Text]:
@@ -134,12 +139,6 @@ def responses_texts(body: dict[str, Any]) -> list[Text]:
 
 
 def _responses_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
-    names: list[str] = []
-    for tool in body.get("tools") or ():
-        if isinstance(tool, dict):
-            name = tool.get("name") or tool.get("type")
-            if isinstance(name, str):
-                names.append(name)
     calls: list[ToolCall] = []
     items = body.get("input")
     if isinstance(items, list):
@@ -150,26 +149,7 @@ def _responses_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
                     calls.append(
                         ToolCall(name, args if isinstance(args, str) else "", item.get("call_id"))
                     )
-    return names, calls
-
-
-def _tool_name(obj: object) -> str | None:
-    """A tool's or tool call's name in any OpenAI shape: {function: {name}} or {name}."""
-    if not isinstance(obj, dict):
-        return None
-    fn = obj.get("function")
-    name = fn.get("name") if isinstance(fn, dict) else obj.get("name")
-    if name is None and isinstance(obj.get("type"), str) and obj["type"] not in ("function",):
-        name = obj["type"]  # hosted tools (web_search, file_search, ...) go by their type
-    return name if isinstance(name, str) else None
-
-
-def _call_item_name(item: object) -> str | None:
-    """The tool a Responses API output item calls, if it is a call."""
-    if isinstance(item, dict) and item.get("type") in ("function_call", "custom_tool_call"):
-        name = item.get("name")
-        return name if isinstance(name, str) else None
-    return None
+    return responses_offered(body), calls
 
 
 def _no_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
@@ -237,7 +217,14 @@ class OpenAIAdapter:
     def stream_observer(self, path: str) -> OpenAIStreamObserver:
         return OpenAIStreamObserver()
 
-    tool_markers: tuple[bytes, ...] = (b"tool_calls", b"function_call", b"custom_tool_call")
+    # `_call"` ends the type of every Responses call item (function_call, mcp_call,
+    # web_search_call, ...); an MCP approval request asks for a call.
+    tool_markers: tuple[bytes, ...] = (
+        b"tool_calls",
+        b"function_call",
+        b'_call"',
+        b"mcp_approval_request",
+    )
 
     def reply_texts(
         self, path: str, body: dict[str, Any]
@@ -254,46 +241,38 @@ class OpenAIAdapter:
             return OpenAIChatEditor(text_filter)
         return None
 
+    # Request fields that can offer the model a tool; a body with none is not inspected.
+    tool_fields: tuple[str, ...] = ("tools", "functions", "web_search_options")
+
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
-        tools = body.get("tools")
-        if not isinstance(tools, list):
-            return
-        kept = [t for t in tools if _tool_name(t) not in drop]
-        if kept:
-            body["tools"] = kept
+        if path == "/v1/responses":
+            responses_without(body, drop)
         else:
-            # With no tools left, a tool_choice or parallel_tool_calls is an upstream error.
-            for key in ("tools", "tool_choice", "parallel_tool_calls"):
-                body.pop(key, None)
-        choice = body.get("tool_choice")
-        if isinstance(choice, dict) and _tool_name(choice) in drop:
-            body["tool_choice"] = "auto"
+            chat_without(body, drop)
+
+    def tool_urls(self, path: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return responses_server_urls(body) if path == "/v1/responses" else []
 
     def proposed_tools(self, path: str, body: dict[str, Any]) -> list[str]:
         names: list[str] = []
-        for choice in body.get("choices") or ():
-            message = choice.get("message") if isinstance(choice, dict) else None
+        for choice in dicts(body.get("choices")):
+            message = choice.get("message")
             if isinstance(message, dict):
-                for tc in message.get("tool_calls") or ():
-                    name = _tool_name(tc)
-                    if name:
-                        names.append(name)
-        for item in body.get("output") or ():
-            name = _call_item_name(item)
+                names += chat_message_calls(message)
+        for item in dicts(body.get("output")):
+            name = output_item_call(item)
             if name:
                 names.append(name)
         return names
 
     def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
         names: list[str] = []
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
+        for choice in dicts(event.get("choices")):
+            delta = choice.get("delta")
             if isinstance(delta, dict):
-                for tc in delta.get("tool_calls") or ():
-                    name = _tool_name(tc)
-                    if name:  # only the first delta of a call carries its name
-                        names.append(name)
-        name = _call_item_name(event.get("item"))
+                # only the first delta of a call carries its name
+                names += chat_message_calls(delta)
+        name = output_item_call(event.get("item"))
         if name:
             names.append(name)
         response = event.get("response")

@@ -118,11 +118,9 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
             args = Text("tool_call", legacy["arguments"], legacy, "arguments")
             calls.append((str(legacy.get("name")), args))
         for tc in message.get("tool_calls") or ():
-            fn = tc.get("function") if isinstance(tc, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                calls.append(
-                    (str(fn.get("name")), Text("tool_call", fn["arguments"], fn, "arguments"))
-                )
+            fn, key = _call_body(tc)
+            if fn is not None and isinstance(fn.get(key), str):
+                calls.append((str(fn.get("name")), Text("tool_call", fn[key], fn, key)))
     for item in body.get("output") or ():  # /v1/responses
         if not isinstance(item, dict):
             continue
@@ -137,6 +135,17 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
         elif item.get("type") == "custom_tool_call" and isinstance(item.get("input"), str):
             calls.append((str(item.get("name")), Text("tool_call", item["input"], item, "input")))
     return texts, calls
+
+
+def _call_body(tc: object) -> tuple[dict[str, Any] | None, str]:
+    """A chat tool call's named part and the key of its input: a function's `arguments`
+    (JSON) or a custom tool's free-form `input`."""
+    if not isinstance(tc, dict):
+        return None, ""
+    if isinstance(tc.get("custom"), dict):
+        return tc["custom"], "input"
+    fn = tc.get("function")
+    return (fn, "arguments") if isinstance(fn, dict) else (None, "")
 
 
 def openai_scrub(body: dict[str, Any]) -> bool:
@@ -211,6 +220,7 @@ class OpenAIChatEditor(_Base):
         self._open: dict[int, set[str]] = {}  # choice index -> channels with held text
         self._legacy: set[int] = set()  # choices of /v1/completions, whose text is `text`
         self._tool_names: dict[str, str] = {}
+        self._custom: set[str] = set()  # channels of custom tools, whose input is free text
         self._envelope: dict[str, Any] | None = None
 
     def _handle(self, events: list[Event]) -> bytes:
@@ -271,18 +281,20 @@ class OpenAIChatEditor(_Base):
         return changed
 
     def _tool_delta(self, index: int, tc: Any, open_: set[str]) -> bool:
-        fn = tc.get("function") if isinstance(tc, dict) else None
-        if not isinstance(fn, dict):
+        fn, key = _call_body(tc)
+        if fn is None:
             return False
         channel = f"tool call {index}:{tc.get('index', 0)}"
         if isinstance(fn.get("name"), str):
             self._tool_names[channel] = fn["name"]
-        args = fn.get("arguments")
+        if key == "input":
+            self._custom.add(channel)
+        args = fn.get(key)
         open_.add(channel)
         if not isinstance(args, str) or not args:
             return False
         new = self._filter.feed(channel, args, tool=self._tool_names.get(channel, "?"))
-        fn["arguments"] = new
+        fn[key] = new
         return new != args
 
     def _end_choice(self, index: int, choice: dict[str, Any]) -> bool:
@@ -299,6 +311,10 @@ class OpenAIChatEditor(_Base):
                     tc_index = channel.rsplit(":", 1)[1]
                     if tc_index == "fc":
                         delta.setdefault("function_call", {})["arguments"] = rest
+                    elif channel in self._custom:
+                        delta.setdefault("tool_calls", []).append(
+                            {"index": int(tc_index), "type": "custom", "custom": {"input": rest}}
+                        )
                     else:
                         delta.setdefault("tool_calls", []).append(
                             {"index": int(tc_index), "function": {"arguments": rest}}
