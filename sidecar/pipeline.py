@@ -279,14 +279,23 @@ class Pipeline:
         if not any(key in call.body for key in adapter.tool_fields):
             return  # most calls offer no tools: skip the extraction
         names = call.tool_names
-        if not names:
-            return
-        gate = ToolGate(gen.snapshot.authorizer, principal, CallContext(call, principal))
-        ex.tool_gate = gate
-        forbidden = gate.forbidden(names)
-        if not forbidden:
-            ex.tool_servers = adapter.tool_urls(call.path, call.body)
-            return
+        if names:
+            gate = ToolGate(gen.snapshot.authorizer, principal, CallContext(call, principal))
+            ex.tool_gate = gate
+            forbidden = gate.forbidden(names)
+            if forbidden:
+                self._remove_tools(gen, adapter, call, principal, ex, forbidden)
+        ex.tool_servers = adapter.tool_urls(call.path, call.body)
+
+    def _remove_tools(
+        self,
+        gen: Generation,
+        adapter: Adapter,
+        call: Call,
+        principal: Principal,
+        ex: Exchange,
+        forbidden: list[str],
+    ) -> None:
         listed = ", ".join(f"'{n}'" for n in forbidden)
         if gen.snapshot.tool_request_mode == "deny":
             raise SidecarError(
@@ -298,7 +307,6 @@ class Pipeline:
         adapter.without_tools(call.path, call.body, set(forbidden))
         call.raw = orjson.dumps(call.body)  # the only case where the body is re-serialized
         ex.tools_removed = tuple(forbidden)
-        ex.tool_servers = adapter.tool_urls(call.path, call.body)
 
     # --- limits --------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def _narrow_servers(body: dict[str, Any], drop: set[str]) -> set[str]:
                 gone.add(key)
             continue
         kept = [n for n in listed if n not in drop]
-        if not kept:
+        if listed and not kept:
             gone.add(key)
         elif len(kept) < len(listed):
             _disable(body, toolsets.get(key), key, [n for n in listed if n in drop])

@@ -41,13 +41,19 @@ def _chat_tool_names(tool: object) -> list[str]:
     """`{type: function, function: {name}}`, `{type: custom, custom: {name}}`, or hosted."""
     if not isinstance(tool, dict):
         return []
-    kind = tool.get("type", "function")
+    kind = tool.get("type")
+    if kind is None or kind in ("function", "custom"):
+        # A stream's first delta of a call may leave `type` out; the named part says it.
+        names = [
+            inner["name"]
+            for inner in (tool.get("function"), tool.get("custom"))
+            if isinstance(inner, dict) and isinstance(inner.get("name"), str)
+        ]
+        if not names and isinstance(tool.get("name"), str):
+            names.append(tool["name"])
+        return names
     if not isinstance(kind, str):
         return []
-    if kind in ("function", "custom"):
-        inner = tool.get(kind)
-        name = inner.get("name") if isinstance(inner, dict) else tool.get("name")
-        return [name] if isinstance(name, str) else []
     if kind == "allowed_tools":  # a tool_choice restricting the model to some tools
         allowed = tool.get("allowed_tools")
         listed = allowed.get("tools") if isinstance(allowed, dict) else None
@@ -198,7 +204,7 @@ def _kept_tool(tool: Any, drop: set[str]) -> bool:
                 allowed["tool_names"] = kept
             else:
                 tool["allowed_tools"] = kept
-        return bool(kept)
+        return bool(kept) or not listed  # a server listing no tools loses none
     return not drop.intersection(_responses_tool_names(tool))
 
 

@@ -474,7 +474,7 @@ async def test_remote_tool_server_urls_pass_the_egress_guard(
     with pytest.raises(openai.BadRequestError) as info:
         await oai(sc).responses.create(model="gpt-4o", input="x", tools=[metadata])
     assert info.value.code == "guard_blocked" and "SSRF_METADATA" in info.value.message
-    private = [{"type": "url", "name": "intranet", "url": "http://10.0.0.7/mcp"}]
+    private: Any = [{"type": "url", "name": "intranet", "url": "http://10.0.0.7/mcp"}]
     with pytest.raises(anthropic.BadRequestError) as ainfo:
         await ant(sc).beta.messages.create(
             model="claude-x",
@@ -668,3 +668,135 @@ async def test_search_result_blocks_are_read_by_the_input_guards(
     sent = upstream.bodies[-1]["messages"][2]["content"][0]["content"][0]
     assert sent["content"][0]["text"] == "mail [EMAIL]"
     assert sent["source"] == "https://docs.example.com/a"  # the block keeps its shape
+
+
+# --- choices restricted to some tools, namespaces, servers listing no tools --------------
+
+
+async def test_allowed_tools_choices_and_namespaces_lose_only_forbidden_tools(
+    upstream: Scripted, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(bundle(upstream, ["search", "calc"]))
+    client = oai(sc)
+    fn_tools: Any = [
+        {"type": "function", "function": SEARCH_FN},
+        {"type": "function", "function": SHELL_FN},
+    ]
+    await client.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,
+        tools=fn_tools,
+        tool_choice={
+            "type": "allowed_tools",
+            "allowed_tools": {"mode": "required", "tools": fn_tools},
+        },
+    )
+    sent = upstream.bodies[-1]
+    assert sent["tools"] == fn_tools[:1]
+    assert sent["tool_choice"]["allowed_tools"]["tools"] == fn_tools[:1]
+
+    namespace: Any = {
+        "type": "namespace",
+        "name": "ops",
+        "description": "operations",
+        "tools": [
+            {"type": "function", "name": "shell", "parameters": {}},
+            {"type": "custom", "name": "calc"},
+        ],
+    }
+    empty_server: Any = {
+        "type": "mcp",
+        "server_label": "quiet",
+        "server_url": MCP_URL,
+        "allowed_tools": [],
+    }
+    raw = await client.responses.with_raw_response.create(
+        model="gpt-4o", input="x", tools=[namespace, empty_server]
+    )
+    assert raw.headers["x-sidecar-tools-removed"] == "shell"
+    sent_tools = upstream.bodies[-1]["tools"]
+    assert [t["name"] for t in sent_tools[0]["tools"]] == ["calc"]
+    assert sent_tools[1] == empty_server  # it offers no tool, so it loses none
+
+    deny = await make_sidecar(bundle(upstream, ["search"], "deny"))
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        await oai(deny).responses.create(
+            model="gpt-4o",
+            input="x",
+            tools=[{"type": "mcp", "server_label": "any", "server_url": MCP_URL}],
+        )
+    assert "offers tools '*'" in info.value.message
+
+
+async def test_a_server_with_no_tools_enabled_still_passes_the_egress_guard(
+    upstream: Scripted, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(bundle(upstream, ["search"], guards=EGRESS_GUARD))
+    quiet: Any = [
+        {
+            "type": "url",
+            "name": "quiet",
+            "url": "http://127.0.0.1:9/mcp",
+            "tool_configuration": {"enabled": False},
+        }
+    ]
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await ant(sc).beta.messages.create(
+            model="claude-x",
+            max_tokens=10,
+            messages=MESSAGES,
+            mcp_servers=quiet,
+            betas=["mcp-client-2025-04-04"],
+        )
+    assert "tool server quiet" in str(info.value)
+    assert upstream.bodies == []
+
+
+# --- tool guards read custom tool input ----------------------------------------------------
+
+
+TOOL_GUARD: Any = {
+    "tool": [
+        {
+            "id": "no-passwd",
+            "kind": "pattern",
+            "patterns": [{"type": "PASSWD", "regex": "/etc/passwd", "max_length": 11}],
+        }
+    ]
+}
+
+
+async def test_tool_guards_read_the_input_of_chat_custom_tool_calls(
+    upstream: Scripted, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(bundle(upstream, ["calc"], guards=TOOL_GUARD))
+    client = oai(sc)
+    call = {
+        "id": "call_1",
+        "type": "custom",
+        "custom": {"name": "calc", "input": "cat /etc/passwd"},
+    }
+    upstream.plain["/v1/chat/completions"] = chat_completion(
+        "gpt-4o", {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=[CUSTOM_CALC])
+    assert info.value.code == "guard_blocked" and "no-passwd" in info.value.message
+
+    first = {"index": 0, "id": "call_1", "type": "custom", "custom": {"name": "calc", "input": ""}}
+    upstream.events["/v1/chat/completions"] = chat_chunks(
+        "gpt-4o",
+        [
+            {"tool_calls": [first]},
+            {"tool_calls": [{"index": 0, "custom": {"input": "cat /etc/"}}]},
+            {"tool_calls": [{"index": 0, "custom": {"input": "passwd"}}]},
+        ],
+        "tool_calls",
+    )
+    with pytest.raises(openai.APIError) as sinfo:
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, tools=[CUSTOM_CALC], stream=True
+        )
+        async for _ in stream:
+            pass
+    assert "no-passwd" in str(sinfo.value)
