@@ -45,6 +45,11 @@ def _configured_tools(server: dict[str, Any]) -> list[str] | None:
     return str_list(config.get("allowed_tools"))
 
 
+def _server_key(server: dict[str, Any]) -> str:
+    name = server.get("name")
+    return name if isinstance(name, str) else ""
+
+
 def server_tools(body: dict[str, Any]) -> dict[str, list[str] | None]:
     """Each MCP server's name -> the tools the model may call on it (None: any it has)."""
     toolsets = {
@@ -54,8 +59,7 @@ def server_tools(body: dict[str, Any]) -> dict[str, list[str] | None]:
     }
     out: dict[str, list[str] | None] = {}
     for server in dicts(body.get("mcp_servers")):
-        name = server.get("name")
-        key = name if isinstance(name, str) else ""
+        key = _server_key(server)
         toolset = toolsets.pop(key, None)
         out[key] = _toolset_tools(toolset) if toolset else _configured_tools(server)
     for key, toolset in toolsets.items():  # a toolset for a server not offered here
@@ -102,7 +106,7 @@ def messages_without(body: dict[str, Any], drop: set[str]) -> None:
     servers = body.get("mcp_servers")
     if isinstance(servers, list):
         body["mcp_servers"] = [
-            s for s in servers if not (isinstance(s, dict) and s.get("name") in gone)
+            s for s in servers if not (isinstance(s, dict) and _server_key(s) in gone)
         ]
         if not body["mcp_servers"]:
             body.pop("mcp_servers")
@@ -145,7 +149,7 @@ def _disable(
         return
     for entry in dicts(body.get("mcp_servers")):
         config = entry.get("tool_configuration")
-        if entry.get("name") == server and isinstance(config, dict):
+        if _server_key(entry) == server and isinstance(config, dict):
             listed = str_list(config.get("allowed_tools")) or []
             config["allowed_tools"] = [n for n in listed if n not in names]
 
