@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.adapters.tool_names import ANY_TOOL, dicts, str_list, unique
+from sidecar.adapters.tool_names import ANY_TOOL, dicts, str_list
 
 TOOLSET = "mcp_toolset"
 
@@ -68,13 +68,19 @@ def server_tools(body: dict[str, Any]) -> dict[str, list[str] | None]:
 
 
 def messages_offered(body: dict[str, Any]) -> list[str]:
-    names = [
-        t["name"]
-        for t in dicts(body.get("tools"))
-        if t.get("type") != TOOLSET and isinstance(t.get("name"), str)
-    ]
-    for listed in server_tools(body).values():
-        names += [ANY_TOOL] if listed is None else listed
+    names: list[str] = []
+    tools = body.get("tools")
+    toolsets = False
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict):
+                if tool.get("type") == TOOLSET:
+                    toolsets = True
+                elif isinstance(tool.get("name"), str):
+                    names.append(tool["name"])
+    if toolsets or "mcp_servers" in body:
+        for listed in server_tools(body).values():
+            names += [ANY_TOOL] if listed is None else listed
     choice = body.get("tool_choice")
     if (
         isinstance(choice, dict)
@@ -82,7 +88,7 @@ def messages_offered(body: dict[str, Any]) -> list[str]:
         and isinstance(choice.get("name"), str)
     ):
         names.append(choice["name"])
-    return unique(names)
+    return names
 
 
 def messages_without(body: dict[str, Any], drop: set[str]) -> None:

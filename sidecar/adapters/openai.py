@@ -86,7 +86,7 @@ def chat_texts(body: dict[str, Any]) -> list[Text]:
 def _chat_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
     calls: list[ToolCall] = []
     for msg in body.get("messages") or ():
-        if not isinstance(msg, dict):
+        if not isinstance(msg, dict) or ("tool_calls" not in msg and "function_call" not in msg):
             continue
         legacy = msg.get("function_call")  # a call made through the legacy `functions`
         fns: list[tuple[Any, Any]] = [(legacy, None)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sidecar.adapters.tool_names import ANY_TOOL, dicts, hosted_name, str_list, unique
+from sidecar.adapters.tool_names import ANY_TOOL, dicts, hosted_name, str_list
 
 WEB_SEARCH = "web_search"
 
@@ -42,13 +42,19 @@ def _chat_tool_names(tool: object) -> list[str]:
     if not isinstance(tool, dict):
         return []
     kind = tool.get("type")
-    if kind is None or kind in ("function", "custom"):
+    if kind is None or kind == "function" or kind == "custom":
+        fn = tool.get("function")
+        if isinstance(fn, dict) and "custom" not in tool:  # the common shape, quickly
+            name = fn.get("name")
+            return [name] if isinstance(name, str) else []
         # A stream's first delta of a call may leave `type` out; the named part says it.
-        names = [
-            inner["name"]
-            for inner in (tool.get("function"), tool.get("custom"))
-            if isinstance(inner, dict) and isinstance(inner.get("name"), str)
-        ]
+        names: list[str] = []
+        for key in ("function", "custom"):
+            inner = tool.get(key)
+            if isinstance(inner, dict):
+                name = inner.get("name")
+                if isinstance(name, str):
+                    names.append(name)
         if not names and isinstance(tool.get("name"), str):
             names.append(tool["name"])
         return names
@@ -63,11 +69,12 @@ def _chat_tool_names(tool: object) -> list[str]:
 
 def chat_offered(body: dict[str, Any]) -> list[str]:
     names: list[str] = []
-    for tool in dicts(body.get("tools")):
-        names += _chat_tool_names(tool)
-    for fn in dicts(body.get("functions")):
-        if isinstance(fn.get("name"), str):
-            names.append(fn["name"])
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            names += _chat_tool_names(tool)
+    if "functions" in body:
+        names += [n for fn in dicts(body["functions"]) for n in _function_name(fn)]
     if body.get("web_search_options") is not None:
         names.append(WEB_SEARCH)
     choice = body.get("tool_choice")
@@ -76,7 +83,7 @@ def chat_offered(body: dict[str, Any]) -> list[str]:
     legacy = body.get("function_call")
     if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
         names.append(legacy["name"])
-    return unique(names)
+    return names
 
 
 def chat_without(body: dict[str, Any], drop: set[str]) -> None:
@@ -178,11 +185,15 @@ def _choice_names(choice: dict[str, Any]) -> list[str]:
 
 
 def responses_offered(body: dict[str, Any]) -> list[str]:
-    names = [n for t in dicts(body.get("tools")) for n in _responses_tool_names(t)]
+    names: list[str] = []
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            names += _responses_tool_names(tool)
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         names += _choice_names(choice)
-    return unique(names)
+    return names
 
 
 def _kept_tool(tool: Any, drop: set[str]) -> bool:

@@ -34,7 +34,3 @@ def str_list(value: object) -> list[str] | None:
 
 def dicts(value: object) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def unique(names: list[str]) -> list[str]:
-    return list(dict.fromkeys(names))
