@@ -84,14 +84,14 @@ def _block_texts(blocks: list[Any], channel: str, out: list[Text], nested: bool 
                 out.append(Text("tool_result", title, block, "title"))
             content_texts(block.get("content"), "tool_result", out, _TEXT, block, "content")
         elif kind == "document":
-            # A plain-text document is text the model reads like any other.
+            # A plain-text or content-block document is text the model reads like any other.
             source = block.get("source")
-            if (
-                isinstance(source, dict)
-                and source.get("type") == "text"
-                and isinstance(source.get("data"), str)
-            ):
+            if not isinstance(source, dict):
+                continue
+            if source.get("type") == "text" and isinstance(source.get("data"), str):
                 out.append(Text(channel, source["data"], source, "data"))
+            elif source.get("type") == "content":
+                content_texts(source.get("content"), channel, out, _TEXT, source, "content")
 
 
 def _tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:

@@ -642,6 +642,16 @@ async def test_search_result_blocks_are_read_by_the_input_guards(
     with pytest.raises(anthropic.BadRequestError) as info:
         await client.messages.create(model="claude-x", max_tokens=10, messages=in_user)
     assert "no-plugh" in str(info.value) and "tool_result" in str(info.value)
+    content_document: Any = {
+        "type": "document",
+        "source": {"type": "content", "content": [{"type": "text", "text": "plugh"}]},
+    }
+    with pytest.raises(anthropic.BadRequestError):
+        await client.messages.create(
+            model="claude-x",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [content_document]}],
+        )
 
     in_tool_result: Any = [
         {"role": "user", "content": "find it"},
