@@ -235,8 +235,18 @@ def responses_without(body: dict[str, Any], drop: set[str]) -> None:
         choice["tools"] = [t for t in choice["tools"] if _kept_tool(t, drop)]
         if not choice["tools"]:
             body["tool_choice"] = "auto"
-    elif drop.intersection(_choice_names(choice)):
+    elif drop.intersection(_choice_names(choice)) or _server_gone(body, choice):
         body["tool_choice"] = "auto"
+
+
+def _server_gone(body: dict[str, Any], choice: dict[str, Any]) -> bool:
+    """A choice of an MCP server that removal took out of `tools`."""
+    if choice.get("type") != "mcp":
+        return False
+    label = choice.get("server_label")
+    return not any(
+        t.get("type") == "mcp" and t.get("server_label") == label for t in dicts(body.get("tools"))
+    )
 
 
 def output_item_call(item: object) -> str | None:

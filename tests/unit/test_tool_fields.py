@@ -142,6 +142,18 @@ def test_removal_leaves_no_forbidden_tool_in_any_field(
             assert set(call.tool_names) <= set(names)
 
 
+def test_a_choice_of_a_removed_mcp_server_becomes_auto() -> None:
+    body: dict[str, Any] = {
+        "tools": [
+            {"type": "mcp", "server_label": "open", "server_url": "https://x.example"},
+            {"type": "function", "name": "search"},
+        ],
+        "tool_choice": {"type": "mcp", "server_label": "open"},
+    }
+    OPENAI.without_tools(RESPONSES, body, {"*"})
+    assert body == {"tools": [{"type": "function", "name": "search"}], "tool_choice": "auto"}
+
+
 def test_hosted_names_drop_versions_and_previews() -> None:
     assert hosted_name("web_search_preview_2025_03_11") == "web_search"
     assert hosted_name("web_search_2025_08_26") == "web_search"
