@@ -133,7 +133,8 @@ def responses_texts(body: dict[str, Any]) -> list[Text]:
                 role if isinstance(role, str) else "", "user"
             )
             content_texts(item.get("content"), channel, out, _RESPONSES_TEXT, item, "content")
-        elif kind in ("function_call_output", "custom_tool_call_output"):
+        elif kind in ("function_call_output", "custom_tool_call_output", "mcp_call"):
+            # An earlier turn's MCP call carries the server's answer as its `output`.
             content_texts(item.get("output"), "tool_result", out, _RESPONSES_TEXT, item, "output")
     return out
 

@@ -673,6 +673,17 @@ async def test_search_result_blocks_are_read_by_the_input_guards(
     with pytest.raises(anthropic.BadRequestError):
         in_tool_result[2]["content"][0]["content"][0]["content"][0]["text"] = "plugh"
         await client.messages.create(model="claude-x", max_tokens=10, messages=in_tool_result)
+    earlier_mcp_call: Any = {
+        "type": "mcp_call",
+        "id": "mcp_1",
+        "server_label": "docs",
+        "name": "search",
+        "arguments": "{}",
+        "output": "the page says plugh",
+    }
+    with pytest.raises(openai.BadRequestError) as oinfo:
+        await oai(sc).responses.create(model="gpt-4o", input=[earlier_mcp_call])
+    assert "no-plugh" in oinfo.value.message
     in_tool_result[2]["content"][0]["content"][0]["content"][0]["text"] = "mail bob@example.com"
     await client.messages.create(model="claude-x", max_tokens=10, messages=in_tool_result)
     sent = upstream.bodies[-1]["messages"][2]["content"][0]["content"][0]
