@@ -429,6 +429,20 @@ class AnthropicEditor(_Base):
         return b"".join(self._stop(index) for index in sorted(self._blocks))
 
 
+# Responses items calling a tool whose input the tool guards read, and the events carrying it.
+_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
+_ARGUMENT_DELTAS = frozenset(
+    {"response.function_call_arguments.delta", "response.custom_tool_call_input.delta"}
+)
+_ARGUMENT_DONES = {  # event -> (its field with the whole input, the delta event of that input)
+    "response.function_call_arguments.done": (
+        "arguments",
+        "response.function_call_arguments.delta",
+    ),
+    "response.custom_tool_call_input.done": ("input", "response.custom_tool_call_input.delta"),
+}
+
+
 class OpenAIResponsesEditor(_Base):
     """Responses events: text and argument deltas, and the whole texts repeated at the end.
 
@@ -441,6 +455,7 @@ class OpenAIResponsesEditor(_Base):
         super().__init__(filter_)
         self._released: dict[str, list[str]] = {}
         self._tools: dict[str, str] = {}  # item id -> tool name
+        self._custom: set[str] = set()  # channels of custom tools, whose input is free text
         self._open: set[str] = set()
 
     def _handle(self, events: list[Event]) -> bytes:
@@ -468,12 +483,15 @@ class OpenAIResponsesEditor(_Base):
             event = Event(event.event, orjson.dumps(data))
         if kind == "response.output_item.added":
             item = data.get("item") or {}
-            if item.get("type") == "function_call":
-                self._tools[f"args {data.get('output_index', 0)}"] = str(item.get("name"))
+            if item.get("type") in _CALL_ITEMS:
+                channel = f"args {data.get('output_index', 0)}"
+                self._tools[channel] = str(item.get("name"))
+                if item.get("type") == "custom_tool_call":
+                    self._custom.add(channel)
             return _raw(event)
         if kind == "response.output_text.delta":
             return self._delta(event, data, self._text_channel(data), None)
-        if kind == "response.function_call_arguments.delta":
+        if kind in _ARGUMENT_DELTAS:
             channel = f"args {data.get('output_index', 0)}"
             return self._delta(event, data, channel, self._tools.get(channel, "?"))
         if kind == "response.output_text.done":
@@ -481,17 +499,11 @@ class OpenAIResponsesEditor(_Base):
             pre = self._end_channel(channel, data, None, "response.output_text.delta")
             data["text"] = self._full(channel, data.get("text"), None)
             return pre + _sse(data, event.event)
-        if kind == "response.function_call_arguments.done":
+        if kind in _ARGUMENT_DONES:
             channel = f"args {data.get('output_index', 0)}"
-            pre = self._end_channel(
-                channel,
-                data,
-                self._tools.get(channel, "?"),
-                "response.function_call_arguments.delta",
-            )
-            data["arguments"] = self._full(
-                channel, data.get("arguments"), self._tools.get(channel, "?")
-            )
+            field, delta_type = _ARGUMENT_DONES[kind]
+            pre = self._end_channel(channel, data, self._tools.get(channel, "?"), delta_type)
+            data[field] = self._full(channel, data.get(field), self._tools.get(channel, "?"))
             return pre + _sse(data, event.event)
         if kind == "response.content_part.done":
             part = data.get("part") or {}
@@ -549,9 +561,12 @@ class OpenAIResponsesEditor(_Base):
             data: dict[str, Any] = {"output_index": int(output_index)}
             if kind == "args":
                 tool = self._tools.get(channel, "?")
-                out.append(
-                    self._end_channel(channel, data, tool, "response.function_call_arguments.delta")
+                delta_type = (
+                    "response.custom_tool_call_input.delta"
+                    if channel in self._custom
+                    else "response.function_call_arguments.delta"
                 )
+                out.append(self._end_channel(channel, data, tool, delta_type))
             else:
                 data["content_index"] = int(content_index or 0)
                 out.append(self._end_channel(channel, data, None, "response.output_text.delta"))
@@ -574,10 +589,11 @@ class OpenAIResponsesEditor(_Base):
     def _rewrite_item(self, item: Any, output_index: int) -> None:
         if not isinstance(item, dict):
             return
-        if item.get("type") == "function_call":
+        if item.get("type") in _CALL_ITEMS:
             channel = f"args {output_index}"
-            item["arguments"] = self._full(
-                channel, item.get("arguments"), self._tools.get(channel, str(item.get("name")))
+            field = "input" if item.get("type") == "custom_tool_call" else "arguments"
+            item[field] = self._full(
+                channel, item.get(field), self._tools.get(channel, str(item.get("name")))
             )
             return
         for j, part in enumerate(item.get("content") or ()):

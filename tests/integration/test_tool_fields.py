@@ -821,3 +821,39 @@ async def test_tool_guards_read_the_input_of_chat_custom_tool_calls(
         async for _ in stream:
             pass
     assert "no-passwd" in str(sinfo.value)
+
+
+async def test_tool_guards_read_streamed_responses_custom_tool_input(
+    upstream: Scripted, make_sidecar: MakeSidecar
+) -> None:
+    sc = await make_sidecar(bundle(upstream, ["calc"], guards=TOOL_GUARD))
+    item = {"type": "custom_tool_call", "id": "ct_1", "call_id": "c1", "name": "calc", "input": ""}
+    done = {**item, "input": "cat /etc/passwd"}
+
+    def event(kind: str, **fields: Any) -> tuple[str, Any]:
+        return kind, {"type": kind, "sequence_number": 0, "output_index": 0, **fields}
+
+    upstream.events["/v1/responses"] = [
+        event("response.output_item.added", item=item),
+        event("response.custom_tool_call_input.delta", item_id="ct_1", delta="cat /etc/"),
+        event("response.custom_tool_call_input.delta", item_id="ct_1", delta="passwd"),
+        event("response.custom_tool_call_input.done", item_id="ct_1", input="cat /etc/passwd"),
+        event("response.output_item.done", item=done),
+        (
+            "response.completed",
+            {
+                "type": "response.completed",
+                "sequence_number": 5,
+                "response": response_object("gpt-4o", [done]),
+            },
+        ),
+    ]
+    tools: Any = [{"type": "custom", "name": "calc"}]
+    with pytest.raises(openai.APIError) as info:
+        stream = await oai(sc).responses.create(model="gpt-4o", input="x", tools=tools, stream=True)
+        async for _ in stream:
+            pass
+    assert "no-passwd" in str(info.value)
+    body = {"model": "gpt-4o", "input": "x", "tools": tools, "stream": True}
+    raw = await raw_stream(sc, "/v1/responses", body)
+    assert b"guard_blocked" in raw and b"custom_tool_call_input.done" not in raw
