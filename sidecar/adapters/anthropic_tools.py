@@ -120,7 +120,10 @@ def messages_without(body: dict[str, Any], drop: set[str]) -> None:
     if "tools" not in body and "mcp_servers" not in body:
         body.pop("tool_choice", None)  # a choice with nothing to choose from is an error
     elif isinstance(choice, dict) and choice.get("type") == "tool" and choice.get("name") in drop:
-        body["tool_choice"] = {"type": "auto"}
+        auto: dict[str, Any] = {"type": "auto"}
+        if "disable_parallel_tool_use" in choice:  # the caller's other wish still holds
+            auto["disable_parallel_tool_use"] = choice["disable_parallel_tool_use"]
+        body["tool_choice"] = auto
 
 
 def _narrow_servers(body: dict[str, Any], drop: set[str]) -> set[str]:

@@ -154,6 +154,15 @@ def test_a_choice_of_a_removed_mcp_server_becomes_auto() -> None:
     assert body == {"tools": [{"type": "function", "name": "search"}], "tool_choice": "auto"}
 
 
+def test_an_anthropic_choice_of_a_removed_tool_keeps_its_parallel_setting() -> None:
+    body: dict[str, Any] = {
+        "tools": [{"name": "search"}, {"name": "shell"}],
+        "tool_choice": {"type": "tool", "name": "shell", "disable_parallel_tool_use": True},
+    }
+    ANTHROPIC.without_tools(MESSAGES, body, {"shell"})
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+
+
 def test_hosted_names_drop_versions_and_previews() -> None:
     assert hosted_name("web_search_preview_2025_03_11") == "web_search"
     assert hosted_name("web_search_2025_08_26") == "web_search"
