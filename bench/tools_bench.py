@@ -169,7 +169,7 @@ def write_bundle(root: Path) -> None:
 def govern(snapshot: Snapshot, adapter: Adapter, path: str, raw: bytes) -> Callable[[], object]:
     def once() -> object:
         call = adapter.parse(path, raw)
-        if not any(key in call.body for key in adapter.tool_fields):
+        if not adapter.offers_tools(path, call.body):
             return None
         names = call.tool_names
         gate = ToolGate(snapshot.authorizer, PRINCIPAL, CallContext(call, PRINCIPAL))

@@ -276,15 +276,13 @@ class Pipeline:
     def _govern_tools(
         self, gen: Generation, adapter: Adapter, call: Call, principal: Principal, ex: Exchange
     ) -> None:
-        if not any(key in call.body for key in adapter.tool_fields):
+        if not adapter.offers_tools(call.path, call.body):
             return  # most calls offer no tools: skip the extraction
-        names = call.tool_names
-        if names:
-            gate = ToolGate(gen.snapshot.authorizer, principal, CallContext(call, principal))
-            ex.tool_gate = gate
-            forbidden = gate.forbidden(names)
-            if forbidden:
-                self._remove_tools(gen, adapter, call, principal, ex, forbidden)
+        gate = ToolGate(gen.snapshot.authorizer, principal, CallContext(call, principal))
+        ex.tool_gate = gate
+        forbidden = gate.forbidden(call.tool_names)
+        if forbidden:
+            self._remove_tools(gen, adapter, call, principal, ex, forbidden)
         ex.tool_servers = adapter.tool_urls(call.path, call.body)
 
     def _remove_tools(

@@ -177,8 +177,8 @@ class AnthropicAdapter:
     def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
         return AnthropicEditor(text_filter) if path == "/v1/messages" else None
 
-    # Request fields that can offer the model a tool; a body with none is not inspected.
-    tool_fields: tuple[str, ...] = ("tools", "mcp_servers")
+    def offers_tools(self, path: str, body: dict[str, Any]) -> bool:
+        return "tools" in body or "mcp_servers" in body
 
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
         messages_without(body, drop)

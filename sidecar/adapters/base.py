@@ -32,6 +32,11 @@ class Adapter(Protocol):
 
     def stream_observer(self, path: str) -> StreamObserver: ...
 
+    def offers_tools(self, path: str, body: dict[str, Any]) -> bool:
+        """Whether the request may give the model tools: a key test, so a request without
+        them skips the extraction and its reply is not inspected for tool calls."""
+        ...
+
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
         """Remove the named tools (and choices naming them) from a request body, in place."""
         ...
@@ -61,10 +66,6 @@ class Adapter(Protocol):
     def scrub(self, path: str, body: dict[str, Any]) -> bool:
         """Remove copies of the reply's text the output stage cannot redact; True if any."""
         ...
-
-    # Request fields that can offer the model a tool; a body with none of them is not
-    # inspected for tools.
-    tool_fields: tuple[str, ...]
 
     # Byte strings that any response or stream event proposing a tool call contains,
     # so events without them are never parsed for tool calls.

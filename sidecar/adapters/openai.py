@@ -242,8 +242,11 @@ class OpenAIAdapter:
             return OpenAIChatEditor(text_filter)
         return None
 
-    # Request fields that can offer the model a tool; a body with none is not inspected.
-    tool_fields: tuple[str, ...] = ("tools", "functions", "web_search_options")
+    def offers_tools(self, path: str, body: dict[str, Any]) -> bool:
+        if path == "/v1/chat/completions":
+            return "tools" in body or "functions" in body or "web_search_options" in body
+        # A stored prompt (`prompt: {id}`) may bring tools of its own, unseen here.
+        return path == "/v1/responses" and ("tools" in body or "prompt" in body)
 
     def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None:
         if path == "/v1/responses":

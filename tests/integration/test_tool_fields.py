@@ -857,3 +857,22 @@ async def test_tool_guards_read_streamed_responses_custom_tool_input(
     body = {"model": "gpt-4o", "input": "x", "tools": tools, "stream": True}
     raw = await raw_stream(sc, "/v1/responses", body)
     assert b"guard_blocked" in raw and b"custom_tool_call_input.done" not in raw
+
+
+async def test_a_reply_to_a_stored_prompt_is_checked_for_tool_calls(
+    upstream: Scripted, make_sidecar: MakeSidecar
+) -> None:
+    """A stored prompt can bring tools the request does not show; its calls are still checked."""
+    sc = await make_sidecar(bundle(upstream, ["search"]))
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell"}
+    upstream.plain["/v1/responses"] = response_object("gpt-4o", [{**call, "arguments": "{}"}])
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        await oai(sc).responses.create(model="gpt-4o", prompt={"id": "pmpt_1"})
+    assert "tool 'shell'" in info.value.message
+    upstream.events["/v1/responses"] = response_events("gpt-4o", {**call, "arguments": ""})
+    with pytest.raises(openai.APIError):
+        stream = await oai(sc).responses.create(
+            model="gpt-4o", prompt={"id": "pmpt_1"}, stream=True
+        )
+        async for event in stream:
+            assert event.type != "response.output_item.added"
