@@ -26,9 +26,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from sidecar.adapters.base import Adapter
 from sidecar.adapters.output import StreamEditor
+from sidecar.adapters.sse import EventFramer, EventTooLarge
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
-from sidecar.authz.tools import EventAligner, ToolGate, response_violations, stream_violations
+from sidecar.authz.tools import ToolGate, response_violations, stream_violations
 from sidecar.bounds import ResponseBounds, ResponseTooLarge, oversize, read_bounded
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
@@ -916,12 +917,12 @@ class Pipeline:
         spend = ex.admission if ex.admission is not None and ex.admission.spends else None
         drop_usage = ex.drop_usage_chunk and resp.status < 300
         aligned = gate is not None or editor is not None or drop_usage
-        aligner = EventAligner() if aligned else None
-        held = _Held()
+        max_event, max_total = self.bounds.max_event_bytes, self.bounds.max_response_bytes
+        aligner = EventFramer(max_event) if aligned else None
+        held = EventFramer(max_event)
         guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
         guard_error: SidecarError | None = None
-        max_event, max_total = self.bounds.max_event_bytes, self.bounds.max_response_bytes
-        received = released = 0  # bytes from the upstream; bytes let out of the aligner
+        received = 0  # bytes from the upstream
         try:
             async for chunk in resp.chunks():
                 received += len(chunk)
@@ -931,16 +932,11 @@ class Pipeline:
                 if aligner is None:
                     # Pass whole events only (one search per chunk): a stream that breaks
                     # mid-event then ends with an error event the SDK can still read.
-                    chunk = held.take(chunk)
-                    if held.size > max_event:
-                        raise _Oversize("an event", max_event)
+                    chunk = held.feed(chunk)
                     if not chunk:
                         continue
                 else:
                     chunk = aligner.feed(chunk)
-                    released += len(chunk)
-                    if received - released > max_event:
-                        raise _Oversize("an event", max_event)
                     violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
                     if violations:
                         blocked = self._blocked_tool_call(ex, violations)
@@ -979,7 +975,7 @@ class Pipeline:
                     )
                 yield chunk
             if held.size:
-                yield held.rest()  # the upstream ended without closing its last event
+                yield held.flush()  # the upstream ended without closing its last event
             if aligner is not None:
                 rest = aligner.flush()
                 if editor is not None:
@@ -1000,7 +996,7 @@ class Pipeline:
             _end_error(attempt, None, "cancelled by the caller")
             resp.close()
             raise
-        except _Oversize as over:
+        except (_Oversize, EventTooLarge) as over:
             # Cut at an event boundary (only whole events went out), so the error event
             # that ends the stream parses.
             bounded = oversize(ex.upstream.name if ex.upstream else "?", over.what, over.limit)
@@ -1235,58 +1231,6 @@ def _cut_event(adapter: Adapter) -> bytes:
             code="sidecar_shutting_down",
         )
     )
-
-
-class _Held:
-    """The part of a stream after its last complete event, kept as pieces.
-
-    Joining what is held with every new piece would copy a long event once per
-    piece (quadratic in its size); the pieces are joined once, when the event ends.
-    """
-
-    __slots__ = ("_pieces", "size")
-
-    def __init__(self) -> None:
-        self._pieces: list[bytes] = []
-        self.size = 0
-
-    def take(self, chunk: bytes) -> bytes:
-        """Everything up to the last complete event, this chunk included; holds the rest."""
-        pieces = self._pieces
-        if not pieces:
-            end = _event_end(chunk)
-            if end < len(chunk):
-                pieces.append(chunk[end:])
-                self.size = len(chunk) - end
-            return chunk[:end] if end < len(chunk) else chunk
-        # A boundary may start in what is held: look at its last two bytes with the chunk.
-        tail = pieces[-1][-2:]
-        if len(tail) < 2 and len(pieces) > 1:
-            tail = (pieces[-2] + tail)[-2:]
-        end = _event_end(tail + chunk) - len(tail)
-        if end <= 0:
-            pieces.append(chunk)
-            self.size += len(chunk)
-            return b""
-        out = b"".join([*pieces, chunk[:end]])
-        pieces.clear()
-        self.size = len(chunk) - end
-        if self.size:
-            pieces.append(chunk[end:])
-        return out
-
-    def rest(self) -> bytes:
-        rest = b"".join(self._pieces)
-        self._pieces.clear()
-        self.size = 0
-        return rest
-
-
-def _event_end(chunk: bytes) -> int:
-    """Where the last complete SSE event in `chunk` ends (0: none is complete)."""
-    lf = chunk.rfind(b"\n\n")
-    crlf = chunk.rfind(b"\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
 
 
 def _streams(resp: UpstreamResponse, call: Call) -> bool:

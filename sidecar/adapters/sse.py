@@ -1,15 +1,129 @@
-"""Incremental Server-Sent Events parser in the sans-IO style.
+"""Server-Sent Events in the sans-IO style: framing and parsing, no sockets.
 
-Bytes go in as they arrive from the network, complete events come out; no
-sockets, no buffering beyond the one event still being received. This lets
-the proxy forward every chunk immediately while still learning usage, ids
-and finish reasons from the stream. Event data stays bytes: most events are
-only searched, and JSON parsers take bytes.
+Bytes go in as they arrive from the network. `EventFramer` cuts them at event
+boundaries, so a relay lets whole events out (a gate or a guard acts on an
+event before any of its bytes leave, and an error event can follow cleanly);
+`SSEParser` turns them into events, so the proxy learns usage, ids and finish
+reasons while forwarding every chunk at once. Event data stays bytes: most
+events are only searched, and JSON parsers take bytes.
+
+Where an event ends follows the WHATWG event-stream rules: a line ends with
+CRLF, LF or CR, mixed freely, and an event ends with a blank line.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from sidecar.bounds import DEFAULT_MAX_EVENT_BYTES
+
+# Every CR or LF in an event stream ends a line (CRLF ends one), so a blank line is two
+# line ends in a row, and two line ends in a row always hold one of the pairs LF LF, LF CR
+# or CR CR (CR LF alone is one line end). A blank line ending in CR takes the LF after it.
+_BLANK_LINE = re.compile(rb"\n\n|[\r\n]\r\n?")
+_ENDS_AN_EVENT = (b"\n\n", b"\n\r", b"\r\r", b"\n\r\n", b"\r\r\n")  # a pair, then its LF
+
+
+def last_event_end(data: bytes) -> int:
+    """Where the last complete event in `data` ends; 0 when none is complete.
+
+    A blank line that ends `data` with a CR counts as ended: an LF after it would
+    only be one more blank line, which dispatches nothing.
+    """
+    if data.endswith(_ENDS_AN_EVENT):  # the common chunk: whole events
+        return len(data)
+    if b"\r" not in data:  # LF only, as nearly every upstream sends: one search
+        at = data.rfind(b"\n\n")
+        return at + 2 if at >= 0 else 0
+    at = max(data.rfind(b"\n\n"), data.rfind(b"\n\r"), data.rfind(b"\r\r"))
+    if at < 0:
+        return 0
+    # As `_BLANK_LINE` matches at `at`, without the call (this runs once per chunk).
+    if data[at + 1] == 0x0A:
+        return at + 2
+    return at + 3 if data[at + 2 : at + 3] == b"\n" else at + 2
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """Whole events in, each event's own bytes out (what follows the last one too)."""
+    pieces: list[bytes] = []
+    start = 0
+    for found in _BLANK_LINE.finditer(data):
+        pieces.append(data[start : found.end()])
+        start = found.end()
+    if start < len(data):
+        pieces.append(data[start:])
+    return pieces
+
+
+def parse_events(data: bytes) -> list[Event]:
+    """The events in a run of whole events (as an `EventFramer` lets them out)."""
+    parser = SSEParser(max_event_bytes=max(len(data), 1))
+    return parser.feed(data) + parser.close()
+
+
+class EventTooLarge(Exception):
+    """An event grew past the framer's bound before it ended."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an event larger than {limit} bytes")
+        self.what = "an event"
+        self.limit = limit
+
+
+class EventFramer:
+    """Lets a byte stream out in whole events, holding back the one still arriving.
+
+    What is held is kept as pieces and joined once, when its event ends: joining
+    it with every new piece would copy a long event once per piece (quadratic in
+    its size). It holds at most `max_event_bytes`, then raises `EventTooLarge`.
+    """
+
+    __slots__ = ("_max", "_pieces", "size")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._pieces: list[bytes] = []
+        self.size = 0  # bytes held
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Everything up to the last complete event, this chunk included; holds the rest."""
+        pieces = self._pieces
+        if not pieces:
+            end = last_event_end(chunk)
+            if end == len(chunk):
+                return chunk
+            self._hold(chunk[end:])
+            return chunk[:end]
+        # A blank line may start in what is held: look at its last two bytes with the chunk.
+        tail = pieces[-1][-2:]
+        if len(tail) < 2 and len(pieces) > 1:
+            tail = (pieces[-2] + tail)[-2:]
+        end = last_event_end(tail + chunk)
+        if end == 0:
+            self._hold(chunk)
+            return b""
+        end -= len(tail)
+        out = b"".join([*pieces, chunk[:end]])
+        pieces.clear()
+        self.size = 0
+        if end < len(chunk):
+            self._hold(chunk[end:])
+        return out
+
+    def flush(self) -> bytes:
+        """End of stream: what is held (an event the upstream never ended)."""
+        rest = b"".join(self._pieces)
+        self._pieces.clear()
+        self.size = 0
+        return rest
+
+    def _hold(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self.size += len(piece)
+        if self.size > self._max:
+            raise EventTooLarge(self._max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +137,7 @@ class SSEParser:
 
     __slots__ = ("_buf", "_data", "_event", "_line_size", "_max", "_pieces")
 
-    def __init__(self, max_event_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._buf = b""
         # A long line arriving in many pieces is kept as pieces and joined once when it
         # ends, not copied on every piece (quadratic in its length).

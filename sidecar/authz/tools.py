@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import orjson
 
 from sidecar.adapters.base import Adapter
-from sidecar.adapters.sse import SSEParser
+from sidecar.adapters.sse import parse_events
 from sidecar.authz.authorize import Authorizer
 from sidecar.authz.context import CallContext
 from sidecar.identity.principal import Principal
@@ -61,7 +61,7 @@ def stream_violations(adapter: Adapter, path: str, events: bytes, gate: ToolGate
     if not any(marker in events for marker in adapter.tool_markers):
         return []
     names: list[str] = []
-    for event in SSEParser().feed(events):
+    for event in parse_events(events):
         if not any(marker in event.data for marker in adapter.tool_markers):
             continue
         try:
@@ -71,33 +71,3 @@ def stream_violations(adapter: Adapter, path: str, events: bytes, gate: ToolGate
         if isinstance(obj, dict):
             names += adapter.event_tools(path, obj)
     return gate.forbidden(names)
-
-
-class EventAligner:
-    """Releases stream bytes only up to the last complete SSE event.
-
-    Holding back a partial event lets the gate see a tool name before any of
-    its bytes reach the agent, and lets an error event follow cleanly.
-    """
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._pending + chunk if self._pending else chunk
-        cut = 0
-        for boundary in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-            at = data.rfind(boundary)
-            if at >= 0:
-                cut = max(cut, at + len(boundary))
-        if cut == 0:
-            self._pending = data
-            return b""
-        self._pending = data[cut:]
-        return data[:cut]
-
-    def flush(self) -> bytes:
-        rest, self._pending = self._pending, b""
-        return rest

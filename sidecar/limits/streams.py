@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from sidecar.adapters.sse import split_events
+
 # The string values of the fields that carry generated text in OpenAI and Anthropic
 # stream events (chat deltas, completions text, Responses deltas, Anthropic text and
 # tool-input deltas). Escapes count as one character or more; close enough to estimate.
@@ -30,7 +32,7 @@ def without_usage_chunks(events: bytes) -> bytes:
         return events
     kept = [
         event
-        for event in re.split(rb"(?<=\n\n)|(?<=\n\r\n)", events)
+        for event in split_events(events)
         if not (event and _USAGE_OBJECT.search(event) and _USAGE_ONLY.search(event))
     ]
     return b"".join(kept)

@@ -20,6 +20,8 @@ class ToolProposer:
 
     def __init__(self) -> None:
         self.tool = "search"
+        # How the stream's lines end ("\n" lines and a "\r\n" blank line is "\n", "\r\n").
+        self.line_end, self.blank_line = "\n", "\n"
         self.bodies: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -45,9 +47,10 @@ class ToolProposer:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         for name, data in events:
-            head = f"event: {name}\n" if name else ""
+            end = self.line_end
+            head = f"event: {name}{end}" if name else ""
             payload = data if isinstance(data, str) else json.dumps(data)
-            await resp.write(f"{head}data: {payload}\n\n".encode())
+            await resp.write(f"{head}data: {payload}{end}{self.blank_line}".encode())
         await resp.write_eof()
         return resp
 
@@ -352,3 +355,26 @@ async def test_forbidden_tool_call_in_a_stream_is_blocked_before_it_is_sent(
             async for event in s:
                 assert event.type != "content_block_start"
     assert "tool 'shell'" in str(ainfo.value)
+
+
+@pytest.mark.parametrize(
+    ("line_end", "blank_line"),
+    [("\r", "\r"), ("\r\n", "\r\n"), ("\n", "\r\n"), ("\r", "\r\n")],
+    ids=["cr", "crlf", "lf-then-crlf", "cr-then-crlf"],
+)
+async def test_forbidden_tool_call_is_blocked_whatever_the_streams_line_endings(
+    proposer: ToolProposer, make_sidecar: MakeSidecar, line_end: str, blank_line: str
+) -> None:
+    """Event streams may end lines with CR, LF or CRLF, mixed; a boundary is a blank line."""
+    sc = await start(make_sidecar, proposer)
+    proposer.tool = "shell"
+    proposer.line_end, proposer.blank_line = line_end, blank_line
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{sc.base}/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": MESSAGES, "tools": TOOLS[:1], "stream": True},
+        ) as resp,
+    ):
+        raw = await resp.read()
+    assert b'"tool_calls"' not in raw and b"tool_call_blocked" in raw

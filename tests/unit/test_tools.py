@@ -8,7 +8,7 @@ import orjson
 
 from sidecar.adapters.anthropic import ADAPTER as ANTHROPIC
 from sidecar.adapters.openai import ADAPTER as OPENAI
-from sidecar.authz.tools import EventAligner
+from sidecar.adapters.sse import EventFramer
 
 
 def test_openai_chat_tools_removed_with_their_choice() -> None:
@@ -63,11 +63,11 @@ def test_event_tools_only_where_a_call_starts() -> None:
     assert ANTHROPIC.event_tools("/v1/messages", block) == ["y"]
 
 
-def test_event_aligner_never_releases_part_of_an_event() -> None:
+def test_event_framer_never_releases_part_of_an_event() -> None:
     events = [b"data: " + orjson.dumps({"n": i}) + b"\n\n" for i in range(5)]
     stream = b"".join(events)
     for size in (1, 3, 7, 20):
-        aligner = EventAligner()
+        aligner = EventFramer()
         released: list[bytes] = []
         for i in range(0, len(stream), size):
             out = aligner.feed(stream[i : i + size])
