@@ -87,3 +87,27 @@ async def test_the_usage_chunk_the_sidecar_asked_for_goes_alone_from_a_cr_stream
     assert fake.last_request.json()["stream_options"] == {"include_usage": True}
     assert [ch.choices[0].delta.content for ch in chunks] == ["all", " done"]
     assert all(ch.usage is None for ch in chunks)
+
+
+async def test_an_output_guard_redacts_a_cr_stream_across_its_events(
+    fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    doc = openai_bundle(fake)
+    pattern = {"type": "EMPLOYEE_ID", "regex": r"\bE-\d{6}\b", "max_length": 8}
+    doc["guards"] = {
+        "output": [{"id": "ids", "kind": "pattern", "action": "redact", "patterns": [pattern]}]
+    }
+    sc = await make_sidecar(doc)
+
+    async def source() -> AsyncIterator[bytes]:
+        for piece in ("ask E-12", "3456 about", " it"):
+            yield _event(_chunk({"content": piece}), "\r")
+        yield _event(_chunk({}, "stop"), "\r") + _event("[DONE]", "\r")
+
+    fake.raw_stream = source
+    async with openai.AsyncOpenAI(base_url=f"{sc.base}/v1", api_key="k", max_retries=0) as c:
+        stream = await c.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
+    assert text == "ask [EMPLOYEE_ID] about it"
