@@ -65,6 +65,7 @@ class Call:
     extract_texts: Callable[[dict[str, Any]], list[Text]] = field(repr=False)
     extract_tools: Callable[[dict[str, Any]], tuple[list[str], list[ToolCall]]] = field(repr=False)
     max_output_tokens: int | None = None
+    query: str = ""  # the request's query string (Azure's api-version), passed upstream
 
     @cached_property
     def texts(self) -> list[Text]:

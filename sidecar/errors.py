@@ -20,6 +20,9 @@ class ErrorKind(enum.Enum):
     HEADERS_TOO_LARGE = "headers_too_large"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
+    # The sidecar's own configuration cannot serve the call (a provider key it was not
+    # given): not the upstream's fault, not the caller's, and no retry will help.
+    MISCONFIGURED = "misconfigured"
     BAD_GATEWAY = "bad_gateway"
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
@@ -35,6 +38,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.HEADERS_TOO_LARGE: 431,
     ErrorKind.RATE_LIMITED: 429,
     ErrorKind.INTERNAL: 500,
+    ErrorKind.MISCONFIGURED: 500,
     ErrorKind.BAD_GATEWAY: 502,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.TIMEOUT: 504,

@@ -1,7 +1,10 @@
 """Header rules for the hop between the agent and a provider.
 
-The agent's credentials never leave the sidecar; hop-by-hop headers end at
-this hop; the upstream's own credential and static headers are injected.
+Only an allow-list of the agent's headers travels on (see
+`sidecar.upstream.config`): a header the sidecar does not know could pick
+another account or project of the operator's key. The agent's credentials
+never leave the sidecar; hop-by-hop headers end at this hop; the upstream's
+own credential and static headers are injected.
 """
 
 from __future__ import annotations
@@ -12,35 +15,8 @@ from multidict import CIMultiDict
 
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.call import Provider
+from sidecar.upstream.config import HOP_BY_HOP
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Never sent upstream: the agent's identity credentials, headers the client
-# library recomputes, and the trace context we re-inject as our own child.
-_REQUEST_DROP = HOP_BY_HOP | {
-    "host",
-    "content-length",
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "cookie",
-    "accept-encoding",
-    "expect",
-    "traceparent",
-    "tracestate",
-}
 # Never passed back to the agent: framing the server recomputes, and bodies
 # are already decompressed by the client library.
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie", "date", "server"}
@@ -58,13 +34,16 @@ def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
 def upstream_headers(
     incoming: Mapping[str, str], spec: UpstreamSpec, trace_headers: Mapping[str, str]
 ) -> CIMultiDict[str]:
+    # Allowed names never include the credentials, hop-by-hop or x-sidecar-* headers
+    # (the bundle cannot list them); a header the agent's Connection names ends here.
     extra_drop = _connection_tokens(incoming)
+    allowed = spec.transport.forward_headers
+    prefixes = spec.transport.forward_prefixes
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in _items(incoming):
         low = name.lower()
-        if low in _REQUEST_DROP or low in extra_drop or low.startswith("x-sidecar-"):
-            continue
-        out.add(name, value)
+        if (low in allowed or low.startswith(prefixes)) and low not in extra_drop:
+            out.add(name, value)
     for name, value in spec.headers:
         out[name] = value
     if spec.provider is Provider.ANTHROPIC and "anthropic-version" not in out:

@@ -34,6 +34,7 @@ from sidecar.bounds import ResponseBounds, ResponseTooLarge, oversize, read_boun
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
+from sidecar.error_pages import is_api_error, page_error
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward import downstream_headers, upstream_headers
 from sidecar.guards.servers import check_server_urls
@@ -60,7 +61,12 @@ from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
 from sidecar.telemetry.setup import Telemetry
 from sidecar.upstream.base import UpstreamResponse
-from sidecar.upstream.h1 import ConnectError, DeadlineExceeded, FirstByteTimeout
+from sidecar.upstream.h1 import (
+    ConnectError,
+    DeadlineExceeded,
+    FirstByteTimeout,
+    PoolExhausted,
+)
 
 DECISION_HEADER = "x-sidecar-decision-id"
 REVISION_HEADER = "x-sidecar-bundle-revision"
@@ -473,8 +479,9 @@ class Pipeline:
                 )
         if spec.credential_problem:
             raise SidecarError(
-                ErrorKind.UNAVAILABLE,
-                f"the sidecar cannot call this model: {spec.credential_problem}",
+                ErrorKind.MISCONFIGURED,
+                "configuration error in the sidecar, not in the request: it cannot call "
+                f"this model because {spec.credential_problem}",
                 code="upstream_credential_missing",
                 retryable=False,
             )
@@ -727,6 +734,7 @@ class Pipeline:
                     call.path,
                     out_headers,
                     raw,
+                    query=call.query,
                     connect_timeout=t.connect,
                     first_byte_timeout=t.first_byte,
                     idle_timeout=t.idle,
@@ -746,7 +754,9 @@ class Pipeline:
                 _end_error(attempt, exc)
                 if resp is not None:
                     resp.close()
-                if isinstance(exc, DeadlineExceeded):
+                if isinstance(exc, (DeadlineExceeded, PoolExhausted)):
+                    # Not the upstream failing: the call ran out of time, or this sidecar
+                    # has all the connections to it that it allows in use.
                     if breaker is not None:
                         breaker.release(ticket)
                     return _Failure(target, exc=exc)
@@ -874,6 +884,10 @@ class Pipeline:
                 _end_error(attempt, exc)
                 raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
+        if resp.status >= 400 and not is_api_error(down.get("content-type", "")):
+            err = page_error(spec.name, resp.status, down.get("content-type", ""), body)
+            body = adapter.error_body(err)
+            down["content-type"] = "application/json"
         is_json = resp.status < 300
         if is_json:
             ex.reply_body = (adapter, body)
@@ -1364,6 +1378,13 @@ def _upstream_failure(
             ErrorKind.TIMEOUT,
             f"the call's deadline passed {where or 'before an upstream answered'}",
             code="deadline_exceeded",
+        )
+    if isinstance(exc, PoolExhausted):
+        return SidecarError(
+            ErrorKind.UNAVAILABLE,
+            f"upstream '{name}' is busy in this sidecar: {exc}",
+            code="upstream_connections_busy",
+            retry_after=1.0,
         )
     if isinstance(exc, TimeoutError):
         return SidecarError(

@@ -40,6 +40,7 @@ _ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.HEADERS_TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
     ErrorKind.INTERNAL: "api_error",
+    ErrorKind.MISCONFIGURED: "api_error",
     ErrorKind.BAD_GATEWAY: "api_error",
     ErrorKind.UNAVAILABLE: "overloaded_error",
     ErrorKind.TIMEOUT: "timeout_error",

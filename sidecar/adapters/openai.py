@@ -54,6 +54,7 @@ _ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.HEADERS_TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
     ErrorKind.INTERNAL: "server_error",
+    ErrorKind.MISCONFIGURED: "server_error",
     ErrorKind.BAD_GATEWAY: "server_error",
     ErrorKind.UNAVAILABLE: "server_error",
     ErrorKind.TIMEOUT: "timeout_error",

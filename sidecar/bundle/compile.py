@@ -22,6 +22,7 @@ from sidecar.identity.resolve import compile_identity, compile_jwt
 from sidecar.limits.rules import LimitSet, compile_limits
 from sidecar.names import fold, glob
 from sidecar.resilience.policy import DEFAULT_FALLBACK_ON, compile_upstream_policy
+from sidecar.upstream.config import TransportConfig, compile_transport
 
 DEFAULT_MOCK_MODELS = ("mock-echo",)
 
@@ -70,14 +71,22 @@ def compile_bundle(raw: RawBundle) -> Snapshot:
         limit_problems: list[Problem] = []
         limits = compile_limits(raw.document, _secret_value, limit_problems)
         problems = sorted(set(problems + limit_problems))
+    warnings: list[str] = []
+    transports: dict[str, TransportConfig] = {}
+    if isinstance(raw.document, dict) and not any(p.path.startswith("upstreams") for p in problems):
+        for name, cfg in (raw.document.get("upstreams") or {}).items():
+            if "builtin" not in cfg:
+                transports[name], found, said = compile_transport(name, cfg, os.environ)
+                problems = sorted(set(problems + found))
+                warnings += said
     if problems:
         raise BundleInvalid(raw.source, problems)
     doc: dict[str, Any] = raw.document
-    warnings: list[str] = []
     if limits.redis is not None and limits.redis.problem:
         warnings.append(f"{limits.redis.problem}; Redis limits use their on_store_error")
     upstreams = {
-        name: _upstream(name, cfg, warnings) for name, cfg in (doc.get("upstreams") or {}).items()
+        name: _upstream(name, cfg, warnings, transports.get(name))
+        for name, cfg in (doc.get("upstreams") or {}).items()
     }
     routes = tuple(
         Route(
@@ -178,7 +187,9 @@ def _name_glob(pattern: str | None) -> re.Pattern[str] | None:
     return None if pattern is None or pattern == "*" else glob(pattern)
 
 
-def _upstream(name: str, cfg: dict[str, Any], warnings: list[str]) -> UpstreamSpec:
+def _upstream(
+    name: str, cfg: dict[str, Any], warnings: list[str], transport: TransportConfig | None
+) -> UpstreamSpec:
     if "builtin" in cfg:
         return UpstreamSpec(
             name=name,
@@ -188,7 +199,9 @@ def _upstream(name: str, cfg: dict[str, Any], warnings: list[str]) -> UpstreamSp
             chunk_delay=float(cfg.get("chunk_delay_ms", 0)) / 1000.0,
         )
     provider = Provider(cfg.get("provider", "openai"))
-    base_url = cfg["base_url"].rstrip("/")
+    # The base_url's own query (an Azure api-version) is sent by the transport, not
+    # glued into the path prefix.
+    base_url = cfg["base_url"].partition("?")[0].rstrip("/")
     parts = urlsplit(base_url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     prefix = base_url.removesuffix("/v1")
@@ -213,6 +226,7 @@ def _upstream(name: str, cfg: dict[str, Any], warnings: list[str]) -> UpstreamSp
         headers=tuple(headers),
         credential_problem=problem,
         models=tuple(cfg.get("models") or ()),
+        transport=transport or TransportConfig(),
     )
 
 

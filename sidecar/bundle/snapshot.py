@@ -18,6 +18,7 @@ from sidecar.guards.config import GuardSet
 from sidecar.identity.resolve import IdentityConfig
 from sidecar.limits.rules import LimitSet
 from sidecar.resilience.policy import DEFAULT_FALLBACK_ON, UpstreamPolicy
+from sidecar.upstream.config import TransportConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class UpstreamSpec:
     credential_problem: str | None = None  # why no credential could be injected
     models: tuple[str, ...] = ()
     chunk_delay: float = 0.0
+    transport: TransportConfig = field(default_factory=TransportConfig)  # proxy, TLS, cap
 
     def url_for(self, path: str) -> str:
         return self.prefix + path

@@ -77,6 +77,7 @@ class ProxyHandlers:
                 if request.too_large:
                     raise _too_large(request.length, self.max_body_bytes)
                 call = adapter.parse(request.path, request.body)
+                call.query = request.query
             except SidecarError as err:
                 return self._refuse(adapter, err, ex)
             result = await self.pipeline.llm(gen, adapter, call, request.headers, ex)

@@ -37,12 +37,14 @@ class Transport(Protocol):
         headers: CIMultiDict[str],
         body: bytes,
         *,
+        query: str = "",
         connect_timeout: float | None = None,
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,
         deadline: float | None = None,
     ) -> UpstreamResponse:
-        """`deadline` is loop time; the timeouts, seconds (None: the transport's own)."""
+        """`query` is the caller's, without `?`; `deadline` is loop time; the timeouts,
+        seconds (None: the transport's own)."""
         ...
 
     async def close(self) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from multidict import CIMultiDict
 
@@ -21,16 +21,41 @@ HttpResponse = Response
 class HttpTransport:
     def __init__(self, spec: UpstreamSpec) -> None:
         self.spec = spec
+        config = spec.transport
         parts = urlsplit(spec.prefix)
         tls = parts.scheme == "https"
         self._prefix = parts.path.rstrip("/")
+        self._query = config.query
+        self._query_names = frozenset(k for k, _ in parse_qsl(config.query, keep_blank_values=True))
         self._pool = Pool(
             parts.hostname or spec.host,
             parts.port or (443 if tls else 80),
             tls=tls,
             connect_timeout=CONNECT_TIMEOUT_S,
             read_timeout=READ_TIMEOUT_S,
+            ssl_context=config.ssl_context,
+            max_connections=config.max_connections,
+            proxy=config.proxy,
         )
+
+    def target(self, path: str, query: str) -> str:
+        """The request target: the base_url's path and query, then the caller's.
+
+        A parameter the base_url fixes (an Azure `api-version`) is not taken
+        from the caller a second time.
+        """
+        fixed = self._query
+        if query and fixed:
+            names = self._query_names
+            kept = [
+                pair
+                for pair in query.split("&")
+                if pair and unquote_plus(pair.partition("=")[0]) not in names
+            ]
+            query = "&".join([fixed, *kept])
+        elif fixed:
+            query = fixed
+        return f"{self._prefix}{path}?{query}" if query else self._prefix + path
 
     async def send(
         self,
@@ -39,6 +64,7 @@ class HttpTransport:
         headers: CIMultiDict[str],
         body: bytes,
         *,
+        query: str = "",
         connect_timeout: float | None = None,
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,
@@ -46,7 +72,7 @@ class HttpTransport:
     ) -> HttpResponse:
         return await self._pool.request(
             method,
-            self._prefix + path,
+            self.target(path, query) if query or self._query else self._prefix + path,
             headers,
             body,
             connect_timeout=connect_timeout,

@@ -90,6 +90,7 @@ class MockTransport:
         headers: CIMultiDict[str],
         body: bytes,
         *,
+        query: str = "",
         connect_timeout: float | None = None,
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,

@@ -302,8 +302,11 @@ async def test_upstream_down_502(
     await still_serving(sc)
 
 
-async def test_upstream_non_json_error_passthrough(sidecar: Sidecar, fake: FakeUpstream) -> None:
-    """An HTML 503 from a load balancer in front of the provider arrives unchanged."""
+async def test_upstream_html_error_page_becomes_a_provider_shaped_error(
+    sidecar: Sidecar, fake: FakeUpstream
+) -> None:
+    """An HTML 503 from a load balancer in front of the provider keeps its status and
+    reaches the SDK as an error it can read, quoting the page."""
     html = b"<html><body>503 Service Temporarily Unavailable</body></html>"
     fake.fail_next(503, html, content_type="text/html")
     async with (
@@ -311,7 +314,10 @@ async def test_upstream_non_json_error_passthrough(sidecar: Sidecar, fake: FakeU
         session.post(f"{sidecar.openai_base}/chat/completions", json=CHAT) as resp,
     ):
         assert resp.status == 503
-        assert await resp.read() == html
+        body = await resp.json()
+        assert_openai_error_shape(body)
+        assert "503 Service Temporarily Unavailable" in body["error"]["message"]
+        assert body["error"]["code"] == "upstream_error_page"
         assert_sidecar_headers(resp.headers)
     await still_serving(sidecar)
 

@@ -194,7 +194,9 @@ async def test_decision_ids_unique_and_revision(sidecar: Sidecar, fake: FakeUpst
     assert len(set(ids)) == 3, f"decision ids repeat: {ids}"
 
 
-async def test_hop_by_hop_dropped_other_headers_pass(sidecar: Sidecar, fake: FakeUpstream) -> None:
+async def test_hop_by_hop_and_unlisted_headers_dropped_allowed_ones_pass(
+    sidecar: Sidecar, fake: FakeUpstream
+) -> None:
     body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hdrs"}]}'
     headers = {
         "Content-Type": "application/json",
@@ -203,8 +205,10 @@ async def test_hop_by_hop_dropped_other_headers_pass(sidecar: Sidecar, fake: Fak
         "Proxy-Authorization": "Basic cHJveHk6c2VjcmV0",
         "Keep-Alive": "timeout=77",
         "TE": "trailers",
-        "X-Agent-Custom": "keep-me",
+        "X-Agent-Custom": "not-listed",
         "OpenAI-Organization": "org-test",
+        "OpenAI-Beta": "assistants=v2",
+        "X-Stainless-Lang": "python",
     }
     async with (
         aiohttp.ClientSession() as session,
@@ -217,8 +221,12 @@ async def test_hop_by_hop_dropped_other_headers_pass(sidecar: Sidecar, fake: Fak
     assert "Proxy-Authorization" not in seen
     assert seen.get("Keep-Alive") != "timeout=77"
     assert "TE" not in seen
-    assert seen.get("X-Agent-Custom") == "keep-me"
-    assert seen.get("OpenAI-Organization") == "org-test"
+    # Only the allow-list travels: an unknown header, or one that picks an account of
+    # the operator's key, is dropped unless the upstream lists it.
+    assert "X-Agent-Custom" not in seen
+    assert "OpenAI-Organization" not in seen
+    assert seen.get("OpenAI-Beta") == "assistants=v2"
+    assert seen.get("X-Stainless-Lang") == "python"
     assert_clean_upstream_request(fake, "/v1/chat/completions")
 
 

@@ -36,14 +36,17 @@ Controls (plain attributes, change them at any time):
   reply sends exactly these instead of its events (oversized or endless events).
 
 Constructor-only: ``name`` (used in replies and ids), ``models`` (GET /v1/models),
-``path_prefix`` (serve under e.g. ``/openai/v1/...`` like a gateway would).
+``path_prefix`` (serve under e.g. ``/openai/v1/...`` like a gateway would),
+``ssl_context`` (serve https; ``url`` then says so).
 
 Recorded traffic: ``requests`` (list of :class:`RecordedRequest`: method, path,
 query_string, headers (case-insensitive copy), raw body; ``.json()``,
 ``.header_values(name)``), ``last_request``, ``requests_to(path)``,
 ``everything_seen()`` (all headers and bodies as text, for leak checks),
 ``wait_for_requests(n)``, and the counters ``streams_started`` /
-``streams_completed``.  ``reset()`` clears them.
+``streams_completed``, ``in_flight`` / ``max_in_flight`` (requests being answered at
+once: on HTTP/1.1, open connections in use) and ``peers`` (client addresses seen, one
+per connection).  ``reset()`` clears them.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import asyncio
 import base64
 import itertools
 import json
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -119,8 +123,13 @@ class FakeUpstream:
         host: str = "127.0.0.1",
         port: int = 0,
         path_prefix: str = "",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
+        self._ssl = ssl_context
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.peers: set[tuple[str, int]] = set()
         # Serve under e.g. "/openai" (a gateway in front of the provider), so tests can
         # check that a base_url's own path is kept when the request path is appended.
         self.path_prefix = path_prefix.rstrip("/")
@@ -164,7 +173,7 @@ class FakeUpstream:
         app.middlewares.append(self._record_and_force)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
         await site.start()
         addresses = self._runner.addresses
         self._bound_port = int(addresses[0][1])
@@ -193,7 +202,8 @@ class FakeUpstream:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash and without ``/v1``."""
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     # ------------------------------------------------------------------ controls
 
@@ -236,6 +246,8 @@ class FakeUpstream:
         self.first_chunk_sent.clear()
         self.streams_started = 0
         self.streams_completed = 0
+        self.max_in_flight = self.in_flight
+        self.peers.clear()
 
     # ------------------------------------------------------------------ queries
 
@@ -274,6 +286,21 @@ class FakeUpstream:
 
     @web.middleware
     async def _record_and_force(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Any],
+    ) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.peers.add((str(peer[0]), int(peer[1])))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request, handler)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(
         self,
         request: web.Request,
         handler: Callable[[web.Request], Any],

@@ -96,6 +96,11 @@ async def make_sidecar(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[MakeSidecar]:
     monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-injected-upstream-key")
+    # The sidecar honours the proxy settings of its environment; the shell's must not
+    # send these loopback tests elsewhere. A test that wants a proxy sets its own.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     started: list[Running] = []
 
     async def make(

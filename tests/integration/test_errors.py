@@ -89,7 +89,7 @@ async def test_missing_upstream_key_is_a_clear_non_retried_error(
         await client.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
-    assert info.value.status_code == 503
+    assert info.value.status_code == 500  # the sidecar's configuration, not an outage
     assert "NOT_SET_ANYWHERE" in info.value.message
     assert info.value.response.headers["x-should-retry"] == "false"
     assert fake.requests == []  # and the SDK did not retry: one request only reached us
