@@ -1042,3 +1042,105 @@ async def test_cancelling_a_request_closes_its_connection(
     resp = await post(pool)
     assert await resp.read() == b"second"
     assert server.connections == 2  # the cancelled connection was not handed out again
+
+
+# --- the connection cap -----------------------------------------------------------------------
+
+
+def capped_pool(port: int, cap: int, connect_timeout: float = 2.0) -> Pool:
+    return Pool(
+        "127.0.0.1",
+        port,
+        tls=False,
+        connect_timeout=connect_timeout,
+        read_timeout=5.0,
+        max_connections=cap,
+    )
+
+
+def held_answers(release: asyncio.Event, *, close: bool = False) -> Handler:
+    """Answer each request once `release` is set; optionally close after each answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while await read_request(reader) is not None:
+            await release.wait()
+            writer.write(ok(b"done", "Connection: close") if close else ok(b"done"))
+            await writer.drain()
+            if close:
+                return
+
+    return handler
+
+
+async def test_a_cancelled_waiter_gives_its_turn_to_the_next(serve: Serve) -> None:
+    release = asyncio.Event()
+    server = await serve(held_answers(release))
+    pool = capped_pool(server.port, 1)
+    try:
+        first = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(post(pool))
+        third = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        second.cancel()
+        release.set()
+        for task in (first, third):
+            assert await (await task).read() == b"done"
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert server.connections == 1
+        assert pool._open == 1 and not pool._waiters
+    finally:
+        pool.close()
+
+
+async def test_a_connection_the_server_closes_frees_its_slot_for_a_waiter(serve: Serve) -> None:
+    release = asyncio.Event()
+    server = await serve(held_answers(release, close=True))
+    pool = capped_pool(server.port, 2)
+    try:
+        tasks = [asyncio.create_task(post(pool)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert server.connections == 2  # three calls wait for a slot
+        release.set()
+        for task in tasks:
+            assert await (await task).read() == b"done"
+        assert server.connections == 5  # each closed after one answer
+        await asyncio.sleep(0.05)
+        assert pool._open == 0
+    finally:
+        pool.close()
+
+
+async def test_a_wait_beyond_the_connect_timeout_is_pool_exhausted(serve: Serve) -> None:
+    release = asyncio.Event()
+    server = await serve(held_answers(release))
+    pool = capped_pool(server.port, 1, connect_timeout=0.1)
+    try:
+        first = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        with pytest.raises(h1.PoolExhausted) as info:
+            await post(pool)
+        assert "all 1 connections to 127.0.0.1" in str(info.value)
+        release.set()
+        assert await (await first).read() == b"done"
+        assert await (await post(pool)).read() == b"done"  # the slot was never lost
+        assert server.connections == 1
+    finally:
+        pool.close()
+
+
+async def test_closing_the_pool_fails_the_calls_waiting_for_a_connection(serve: Serve) -> None:
+    release = asyncio.Event()
+    server = await serve(held_answers(release))
+    pool = capped_pool(server.port, 1)
+    first = asyncio.create_task(post(pool))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(post(pool))
+    await asyncio.sleep(0.05)
+    pool.close()
+    with pytest.raises(ConnectError):
+        await waiting
+    with pytest.raises(UpstreamError):
+        await first
+    release.set()
