@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import re
 
+import orjson
+
 from sidecar.errors import ErrorKind, SidecarError
 
 MAX_GIST = 200  # characters of the page quoted in the message
@@ -35,10 +37,18 @@ _KINDS = {
 }
 
 
-def is_api_error(content_type: str) -> bool:
-    """JSON (or a stream) is the provider's own answer and passes unchanged."""
+def is_api_error(content_type: str, body: bytes) -> bool:
+    """JSON (or a stream) is the provider's own answer and passes unchanged, also when
+    a server labels its JSON error as text."""
     ctype = content_type.lower()
-    return "json" in ctype or ctype.startswith("text/event-stream")
+    if "json" in ctype or ctype.startswith("text/event-stream"):
+        return True
+    if body.lstrip()[:1] != b"{":
+        return False
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def page_error(upstream: str, status: int, content_type: str, body: bytes) -> SidecarError:

@@ -884,8 +884,9 @@ class Pipeline:
                 _end_error(attempt, exc)
                 raise _upstream_failure(spec, exc) from exc
         _end_attempt(attempt, resp.status)
-        if resp.status >= 400 and not is_api_error(down.get("content-type", "")):
-            err = page_error(spec.name, resp.status, down.get("content-type", ""), body)
+        ctype = down.get("content-type", "")
+        if resp.status >= 400 and not is_api_error(ctype, body):
+            err = page_error(spec.name, resp.status, ctype, body)
             body = adapter.error_body(err)
             down["content-type"] = "application/json"
         is_json = resp.status < 300

@@ -258,6 +258,11 @@ async def test_a_json_error_from_the_provider_still_passes_unchanged(
     with pytest.raises(openai.RateLimitError) as info:
         await client(sc).chat.completions.create(**CHAT)
     assert info.value.response.json() == own
+    # JSON labelled as text (some gateways do) is still the provider's own error.
+    fake.fail_next(400, own, content_type="text/plain")
+    with pytest.raises(openai.BadRequestError) as mislabelled:
+        await client(sc).chat.completions.create(**CHAT)
+    assert mislabelled.value.response.json() == own
 
 
 # --- the connection cap ------------------------------------------------------------------------
