@@ -469,6 +469,9 @@ class Pool:
             if self._forward_via_proxy and proxy is not None and proxy.authorization
             else ""
         )
+        # Line breaks the request line, Host, Content-Length and the blank line bring,
+        # beside one per header: any other is a CR or LF smuggled into a header.
+        self._fixed_breaks = 3 if self._proxy_line else 2
         self.max_connections = max_connections
         self._open = 0  # connections open or being opened: at most max_connections
         self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
@@ -493,7 +496,8 @@ class Pool:
         text = "".join(lines)
         # One count instead of a scan per header: a CR or LF inside any name or value
         # (header injection) shows up as an extra line break.
-        if text.count("\n") != len(lines) + 2 or text.count("\r") != len(lines) + 2:
+        breaks = len(lines) + self._fixed_breaks
+        if text.count("\n") != breaks or text.count("\r") != breaks:
             raise UpstreamError(
                 f"header {_bad_header(headers)!r} has a character HTTP does not allow"
             )

@@ -112,8 +112,11 @@ class ConnectProxy:
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
             return
-        # Origin servers accept the absolute form (RFC 9112 3.2.2): relay it as it came.
-        origin[1].write(head)
+        # Origin servers accept the absolute form (RFC 9112 3.2.2): relay it as it came,
+        # less the proxy's own credentials. Later requests on the connection are relayed
+        # as they are: this fake reads only a connection's first head.
+        kept = [line for line in lines if not line.lower().startswith("proxy-authorization:")]
+        origin[1].write("\r\n".join(kept).encode("latin-1"))
         await self._splice(reader, writer, *origin)
 
     async def _open(

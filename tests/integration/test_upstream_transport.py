@@ -485,3 +485,18 @@ async def test_proxy_credentials_from_the_url_and_a_refusal_named(
         # The sidecar retried the connect once (the default retry.on: [connect, reset]).
         assert guarded.authorizations[0] == expected
         assert guarded.authorizations[1:] == [None] * (len(guarded.authorizations) - 1)
+
+
+async def test_proxy_credentials_for_a_plain_http_upstream(make_sidecar: MakeSidecar) -> None:
+    expected = "Basic " + base64.b64encode(b"me:secret").decode()
+    async with (
+        FakeUpstream(name="plain") as upstream,
+        ConnectProxy(hosts={"upstream.test": "127.0.0.1"}, require_auth=expected) as guarded,
+    ):
+        proxy_url = f"http://me:secret@127.0.0.1:{guarded.port}"
+        url = f"http://upstream.test:{upstream.port}"
+        sc = await make_sidecar(https_bundle(url, proxy=proxy_url))
+        agent = client(sc)
+        reply = await agent.chat.completions.create(**CHAT)
+        assert reply.choices[0].message.content == "plain says: hi"
+        assert guarded.authorizations == [expected]
