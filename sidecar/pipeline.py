@@ -1404,7 +1404,7 @@ def _upstream_failure(
         detail = str(exc) or type(exc).__name__
         return SidecarError(
             ErrorKind.BAD_GATEWAY,
-            f"upstream '{name}' failed {where}: {detail}".replace("  ", " "),
+            f"upstream '{name}' failed{' ' + where if where else ''}: {detail}",
             code="upstream_unreachable" if not midstream else "upstream_stream_broken",
         )
     if isinstance(exc, SidecarError):

@@ -313,6 +313,7 @@ async def test_a_private_ca_from_the_bundle_verifies_the_upstream(
         await client(untrusting).chat.completions.create(**CHAT)
     assert info.value.status_code == 502
     assert "certificate verify failed" in info.value.message.lower()
+    assert info.value.message.startswith("Error code: 502 - upstream 'tls' failed: cannot connect")
 
     trusting = await make_sidecar(https_bundle(tls_fake.url, ca_file=str(ca.cert)))
     reply = await client(trusting).chat.completions.create(**CHAT)
