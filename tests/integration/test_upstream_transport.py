@@ -501,3 +501,21 @@ async def test_proxy_credentials_for_a_plain_http_upstream(make_sidecar: MakeSid
         reply = await agent.chat.completions.create(**CHAT)
         assert reply.choices[0].message.content == "plain says: hi"
         assert guarded.authorizations == [expected]
+
+
+def test_a_proxy_the_sidecar_cannot_speak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the bundle it is a problem with its path; in the environment, a load warning."""
+    for bad in ("socks5://127.0.0.1:1080", "https://proxy.test:3128", "http://proxy.test:x"):
+        doc = https_bundle("https://x.test", proxy=bad)
+        (tmp_path / "bundle.yaml").write_text(yaml.safe_dump(doc))
+        with pytest.raises(BundleInvalid) as info:
+            load_snapshot(tmp_path)
+        assert [p.path for p in info.value.problems] == ["upstreams.tls.proxy"]
+        assert "proxy" in info.value.problems[0].message
+
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://user:hunter2@127.0.0.1:1080")
+    (tmp_path / "bundle.yaml").write_text(yaml.safe_dump(https_bundle("https://x.test")))
+    snapshot = load_snapshot(tmp_path)
+    assert snapshot.upstreams["tls"].transport.proxy is None
+    warning = next(w for w in snapshot.warnings if "HTTPS_PROXY" in w)
+    assert "socks5" in warning and "hunter2" not in warning
