@@ -519,3 +519,27 @@ def test_a_proxy_the_sidecar_cannot_speak(tmp_path: Path, monkeypatch: pytest.Mo
     assert snapshot.upstreams["tls"].transport.proxy is None
     warning = next(w for w in snapshot.warnings if "HTTPS_PROXY" in w)
     assert "socks5" in warning and "hunter2" not in warning
+
+
+async def test_a_reload_keeps_connections_unless_a_tls_file_changed(
+    ca: PrivateCA, tls_fake: FakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    ca_copy = ca.directory / "bundle-ca.pem"
+    ca_copy.write_bytes(ca.cert.read_bytes())
+    doc = https_bundle(tls_fake.url, ca_file=str(ca_copy))
+    sc = await make_sidecar(doc)
+    agent = client(sc)
+    await agent.chat.completions.create(**CHAT)
+    doc["revision"] = "r2"
+    sc.write_bundle(doc)
+    assert await sc.sidecar.reload() == "success"
+    await agent.chat.completions.create(**CHAT)
+    assert len(tls_fake.peers) == 1  # same settings, same files: same pool
+
+    # A rotated CA file (here: the same CA written again with a comment) is a new pool.
+    ca_copy.write_bytes(b"# rotated\n" + ca.cert.read_bytes())
+    doc["revision"] = "r3"
+    sc.write_bundle(doc)
+    assert await sc.sidecar.reload() == "success"
+    await agent.chat.completions.create(**CHAT)
+    assert len(tls_fake.peers) == 2
