@@ -236,6 +236,13 @@ async def test_an_html_error_page_reaches_the_sdk_with_a_useful_message(
     assert "502 Bad Gateway" in error["message"] and "<" not in error["message"]
     assert info.value.response.headers["content-type"] == "application/json"
 
+    page = b"<html><head><title>504 Gateway Time-out</title></head><body></body></html>"
+    fake.fail_next(504, page, content_type="text/html; charset=utf-8")
+    with pytest.raises(openai.APIStatusError) as streamed:
+        await client(sc).chat.completions.create(**CHAT, stream=True)
+    assert streamed.value.status_code == 504
+    assert "'504 Gateway Time-out'" in streamed.value.message
+
     fake.fail_next(403, b"Forbidden by WAF rule 7", content_type="text/plain")
     claude = anthropic.AsyncAnthropic(base_url=sc.base, api_key="agent", max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError) as ainfo:
