@@ -92,3 +92,22 @@ def test_response_hop() -> None:
         "x-request-id": "req_1",
         "x-ratelimit-remaining-requests": "9",
     }
+
+
+def test_an_allowed_header_the_agents_connection_names_still_ends_here() -> None:
+    headers = CIMultiDict(
+        [("Connection", "OpenAI-Beta, x-stainless-lang"), ("OpenAI-Beta", "v2"), ("Accept", "*/*")]
+    )
+    headers.add("X-Stainless-Lang", "python")
+    out = upstream_headers(headers, OPENAI, {})
+    assert "OpenAI-Beta" not in out and "X-Stainless-Lang" not in out
+    assert out["Accept"] == "*/*"
+
+
+def test_repeated_allowed_headers_keep_every_value_and_static_headers_replace() -> None:
+    headers = CIMultiDict([("anthropic-beta", "a"), ("anthropic-beta", "b"), ("X-Static", "agent")])
+    out = upstream_headers(headers, ANTHROPIC, {})
+    assert out.getall("anthropic-beta") == ["a", "b"]
+    assert "X-Static" not in out  # not allowed, and ANTHROPIC sets none
+    out = upstream_headers(CIMultiDict([("X-Static", "agent")]), OPENAI, {})
+    assert out.getall("X-Static") == ["1"]
