@@ -95,51 +95,13 @@ def compile_transport(
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
         port = 0  # the schema's problem, reported there
-    host = parts.hostname or ""
-
-    allowed = set(DEFAULT_FORWARD_HEADERS)
-    prefixes = list(DEFAULT_FORWARD_PREFIXES)
-    for i, listed in enumerate(cfg.get("forward_headers") or ()):
-        low = str(listed).lower()
-        stem = low.removesuffix("*")
-        wildcard = low.endswith("*")
-        if (
-            low in NEVER_FORWARDED
-            or stem.startswith("x-sidecar-")
-            or not stem
-            or (wildcard and _covers_refused(stem))
-        ):
-            problems.append(
-                Problem(
-                    f"{where}.forward_headers[{i}]",
-                    f"'{listed}' is never forwarded: the agent's credentials, hop-by-hop "
-                    "headers and the sidecar's own headers stay at this hop",
-                )
-            )
-        elif wildcard:
-            prefixes.append(stem)
-        else:
-            allowed.add(low)
-
-    proxy: Proxy | None = None
+    allowed, prefixes = _forwarding(where, cfg.get("forward_headers") or (), problems)
     setting = cfg.get("proxy")
+    proxy = None  # `proxy: false`: direct, whatever the environment says
     if isinstance(setting, str):
-        try:
-            proxy = parse_proxy_url(setting)
-        except ValueError as exc:
-            problems.append(Problem(f"{where}.proxy", str(exc)))
-    elif setting is None and host:
-        url = env_proxy_url(scheme, host, port, environ)
-        if url is not None:
-            try:
-                proxy = parse_proxy_url(url)
-            except ValueError as exc:
-                var = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
-                warnings.append(
-                    f"upstream '{name}': the {var} environment variable is ignored ({exc}); "
-                    "calls connect directly"
-                )
-
+        proxy = _bundle_proxy(where, setting, problems)
+    elif setting is None:
+        proxy = _env_proxy(name, scheme, parts.hostname or "", port, environ, warnings)
     context, digest = None, ""
     tls_fields = [f for f in ("ca_file", "client_cert", "client_key") if cfg.get(f)]
     if tls_fields and scheme != "https":
@@ -151,17 +113,77 @@ def compile_transport(
             problems.append(Problem(f"{where}.client_key", "needs client_cert beside it"))
         else:
             context, digest = _tls(where, cfg, problems)
-
     config = TransportConfig(
         query=parts.query,
-        forward_headers=frozenset(allowed),
-        forward_prefixes=tuple(prefixes),
+        forward_headers=allowed,
+        forward_prefixes=prefixes,
         max_connections=int(cfg.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
         proxy=proxy,
         tls_digest=digest,
         ssl_context=context,
     )
     return config, problems, warnings
+
+
+def _forwarding(
+    where: str, listed: Any, problems: list[Problem]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The default allow-list plus the upstream's names and `prefix*` patterns."""
+    allowed = set(DEFAULT_FORWARD_HEADERS)
+    prefixes = list(DEFAULT_FORWARD_PREFIXES)
+    for i, name in enumerate(listed):
+        low = str(name).lower()
+        stem = low.removesuffix("*")
+        wildcard = low.endswith("*")
+        if (
+            low in NEVER_FORWARDED
+            or stem.startswith("x-sidecar-")
+            or not stem
+            or (wildcard and _covers_refused(stem))
+        ):
+            problems.append(
+                Problem(
+                    f"{where}.forward_headers[{i}]",
+                    f"'{name}' is never forwarded: the agent's credentials, hop-by-hop "
+                    "headers and the sidecar's own headers stay at this hop",
+                )
+            )
+        elif wildcard:
+            prefixes.append(stem)
+        else:
+            allowed.add(low)
+    return frozenset(allowed), tuple(prefixes)
+
+
+def _bundle_proxy(where: str, url: str, problems: list[Problem]) -> Proxy | None:
+    try:
+        return parse_proxy_url(url)
+    except ValueError as exc:
+        problems.append(Problem(f"{where}.proxy", str(exc)))
+        return None
+
+
+def _env_proxy(
+    name: str,
+    scheme: str,
+    host: str,
+    port: int,
+    environ: Mapping[str, str],
+    warnings: list[str],
+) -> Proxy | None:
+    """The environment's proxy for this origin; one the sidecar cannot speak is a warning."""
+    url = env_proxy_url(scheme, host, port, environ) if host else None
+    if url is None:
+        return None
+    try:
+        return parse_proxy_url(url)
+    except ValueError as exc:
+        var = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
+        warnings.append(
+            f"upstream '{name}': the {var} environment variable is ignored ({exc}); "
+            "calls connect directly"
+        )
+        return None
 
 
 def _covers_refused(prefix: str) -> bool:
