@@ -40,6 +40,11 @@ OUTPUT_CHANNELS = ("assistant", "tool_call")
 # that redact read the model's text only, unless `channels` names `tool_call` too.
 DEFAULT_OUTPUT_CHANNELS = frozenset(OUTPUT_CHANNELS)
 DEFAULT_REDACT_OUTPUT_CHANNELS = frozenset({"assistant"})
+# The most text one guard reads in one call (every text of a request or reply it reads, or
+# a whole stream): a detector's worst case is a few milliseconds per kilobyte, so an
+# unbounded body would hold a scan for minutes. Beyond it, `over_limit` decides.
+DEFAULT_SCAN_LIMIT = 1024 * 1024
+OverLimit = Literal["block", "pass"]
 
 
 class Detector(Protocol):
@@ -86,6 +91,8 @@ class Guard:
     detector: Detector | None  # None for a webhook
     webhook: Webhook | None = None
     hold: int = 0  # characters a stream must keep back for this guard's patterns
+    scan_limit: int = DEFAULT_SCAN_LIMIT  # characters read per call (see DEFAULT_SCAN_LIMIT)
+    over_limit: OverLimit = "block"  # past it: refuse the call, or pass what was not read
 
     def reads_tool(self, name: str) -> bool:
         return not self.tools or any(p.fullmatch(fold(name)) for p in self.tools)
@@ -261,7 +268,20 @@ FACTORIES: dict[str, Factory] = {
     "tool_schema": _tool_schema,
 }
 KINDS = (*FACTORIES, "webhook")
-COMMON_OPTIONS = frozenset({"id", "kind", "action", "redact", "fail", "channels", "tools", "scope"})
+COMMON_OPTIONS = frozenset(
+    {
+        "id",
+        "kind",
+        "action",
+        "redact",
+        "fail",
+        "channels",
+        "tools",
+        "scope",
+        "scan_limit",
+        "over_limit",
+    }
+)
 # What each kind reads besides the common options: anything else is a mistake (often an
 # option meant for another kind) that would otherwise make the guard a silent no-op.
 OPTIONS: dict[str, frozenset[str]] = {
@@ -375,6 +395,14 @@ def _guard(
         problems.append(
             Problem(f"{path}.{key}", f"{_a(kind)} guard does not read {key!r}; it takes: {takes}")
         )
+    for key in ("scan_limit", "over_limit"):
+        if key in cfg and kind in ("size", "webhook"):
+            problems.append(
+                Problem(
+                    f"{path}.{key}",
+                    f"{_a(kind)} guard does not scan text, so {key!r} has no effect on it",
+                )
+            )
     if kind == "deny" and not cfg.get("words") and not cfg.get("topics"):
         problems.append(Problem(path, "a deny guard needs 'words' or 'topics' to look for"))
     if len(problems) > before:
@@ -420,4 +448,6 @@ def _guard(
         detector=detector,
         webhook=webhook,
         hold=hold,
+        scan_limit=int(cfg.get("scan_limit", DEFAULT_SCAN_LIMIT)),
+        over_limit=cfg.get("over_limit", "block"),
     )

@@ -27,7 +27,7 @@ import orjson
 
 from sidecar.call import Text
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.guards import json_text, redact, webhook
+from sidecar.guards import json_text, offload, redact, webhook
 from sidecar.guards.config import OUTPUT_CHANNELS, Guard, GuardSet
 from sidecar.guards.finding import Finding
 from sidecar.guards.rules import SizeDetector, ToolSchemaDetector
@@ -132,7 +132,51 @@ def _scan(guard: Guard, text: str, record: Record, stage: str, channel: str) -> 
         return []
 
 
-def _judge(
+def over_limit(guard: Guard, stage: str, channel: str, record: Record) -> None:
+    """A call holds more text for `guard` than its `scan_limit`: record it, block if told."""
+    action = "block" if guard.over_limit == "block" else "pass"
+    hit = Hit(guard.id, stage, guard.kind, "SCAN_LIMIT", action, channel)
+    record.hits.append(hit)
+    if action == "block":
+        raise SidecarError(
+            ErrorKind.INVALID_REQUEST,
+            f"blocked by guard '{guard.id}': the {channel} text is longer than the "
+            f"{guard.scan_limit} characters it reads in one call ({stage} stage); send less "
+            "text, or raise the guard's scan_limit",
+            code="guard_blocked",
+            retryable=False,
+        )
+
+
+def _bounded(guard: Guard, texts: Sequence[Text], record: Record, stage: str) -> list[str]:
+    """The texts as far as the guard reads them: all of them, or up to its `scan_limit`."""
+    bodies = [t.text for t in texts]
+    if sum(len(b) for b in bodies) <= guard.scan_limit:
+        return bodies
+    left = guard.scan_limit
+    cut: list[str] = []
+    crossed = ""
+    for text, body in zip(texts, bodies, strict=True):
+        if len(body) > left and not crossed:
+            crossed = text.channel
+        cut.append(body[:left])
+        left -= len(cut[-1])
+    over_limit(guard, stage, crossed, record)
+    return cut
+
+
+def _scan_each(
+    guard: Guard, bodies: Sequence[str], channels: Sequence[str], record: Record, stage: str
+) -> list[list[Finding]]:
+    out: list[list[Finding]] = []
+    for body, channel in zip(bodies, channels, strict=True):
+        out.append(_scan(guard, body, record, stage, channel))
+        if out[-1] and guard.action == "block":
+            break  # the call stops at this finding: the texts after it are not read
+    return out
+
+
+async def _judge(
     guards: Iterable[Guard],
     texts: Sequence[Text],
     record: Record,
@@ -140,7 +184,11 @@ def _judge(
     *,
     check_channel: bool,
 ) -> dict[int, list[tuple[Finding, redact.Operator]]]:
-    """Run the guards; raise on a block; return, per text, the redactions to apply."""
+    """Run the guards; raise on a block; return, per text, the redactions to apply.
+
+    Each guard reads at most its `scan_limit` characters of the call, and a large
+    read runs off the event loop (`offload`).
+    """
     edits: dict[int, list[tuple[Finding, redact.Operator]]] = {}
     for guard in guards:
         if guard.detector is None:
@@ -148,10 +196,19 @@ def _judge(
         if isinstance(guard.detector, SizeDetector):
             _judge_size(guard, guard.detector, texts, record, stage, check_channel=check_channel)
             continue
-        for i, text in enumerate(texts):
-            if check_channel and text.channel not in guard.channels:
-                continue
-            findings = _scan(guard, text.text, record, stage, text.channel)
+        picked = [
+            i for i, t in enumerate(texts) if not check_channel or t.channel in guard.channels
+        ]
+        if not picked:
+            continue
+        read = [texts[i] for i in picked]
+        bodies = _bounded(guard, read, record, stage)
+        channels = [t.channel for t in read]
+        found = await offload.run(
+            sum(len(b) for b in bodies),
+            partial(_scan_each, guard, bodies, channels, record, stage),
+        )
+        for i, text, findings in zip(picked, read, found, strict=False):
             if findings and guard.action == "redact" and text.channel == TOOL_CALL:
                 stretches = json_text.string_stretches(text.text)
                 findings = [f for f in findings if stretches.holds(f.start, f.end)]
@@ -243,7 +300,7 @@ async def check_input(
     guards = applicable(gs.input, subject)
     if not guards or not texts:
         return False
-    edits = _judge(guards, texts, record, "input", check_channel=True)
+    edits = await _judge(guards, texts, record, "input", check_channel=True)
     _apply_input(gs, texts, edits, record)
     hooks = [g for g in guards if g.webhook is not None]
     if hooks:
@@ -306,7 +363,7 @@ async def check_output(
     guards = applicable(gs.output, subject)
     every = [*texts, *(t for _, t in calls)]
     if guards and every:
-        edits = _judge(guards, every, record, "output", check_channel=True)
+        edits = await _judge(guards, every, record, "output", check_channel=True)
         hooks = [g for g in guards if g.webhook is not None]
         if hooks:
             await _webhooks(hooks, every, subject, record, "output", edits, check_channel=True)
@@ -353,7 +410,11 @@ def _check_tool_call(guards: list[Guard], name: str, arguments: str, record: Rec
                     parsed = arguments
             findings = guard.detector.check(name, parsed)
         else:
-            findings = _scan(guard, arguments, record, "tool", f"tool call {name}")
+            read = arguments
+            if len(read) > guard.scan_limit:
+                over_limit(guard, "tool", f"tool call {name}", record)
+                read = read[: guard.scan_limit]
+            findings = _scan(guard, read, record, "tool", f"tool call {name}")
         for finding in findings:
             hit = Hit(guard.id, "tool", guard.kind, finding.type, guard.action, f"tool call {name}")
             record.hits.append(hit)
@@ -385,6 +446,9 @@ class OutputFilter:
         }
         self._redacts_json = any(g.action == "redact" for g in self._by_label[TOOL_CALL])
         self._seen: dict[str, int] = {}  # characters streamed, per channel kind
+        # Past its scan_limit a guard stops reading the stream (or has blocked it).
+        self._bounds = min((g.scan_limit for g in scanning), default=0)
+        self._unread: set[str] = set()
         self._scanners: dict[str, StreamScanner] = {}
         self._restorers: dict[str, redact.StreamRestorer] = {}
         self._tool_args: dict[str, list[str]] = {}
@@ -399,8 +463,17 @@ class OutputFilter:
             or bool(self._gs.tool)
         )
 
+    def _bound(self, label: str) -> None:
+        """Stop each guard that has now read more of the stream than its scan_limit."""
+        for guard in self._by_label[label]:
+            if guard.id in self._unread:
+                continue
+            seen = sum(n for read, n in self._seen.items() if read in guard.channels)
+            if seen > guard.scan_limit:
+                self._unread.add(guard.id)
+                over_limit(guard, "output", label, self._record)
+
     def _count(self, label: str, piece: str) -> None:
-        self._seen[label] = self._seen.get(label, 0) + len(piece)
         for guard in self._sizes:
             assert isinstance(guard.detector, SizeDetector)
             seen = sum(n for read, n in self._seen.items() if read in guard.channels)
@@ -414,6 +487,8 @@ class OutputFilter:
     def _scan_with(self, guards: list[Guard], text: str) -> list[Finding]:
         out: list[Finding] = []
         for guard in guards:
+            if guard.id in self._unread:
+                continue
             for f in _scan(guard, text, self._record, "output", "stream"):
                 out.append(Finding(f.kind, f.type, f.start, f.end, f.confidence, guard.id))
         return out
@@ -462,6 +537,7 @@ class OutputFilter:
 
     def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str:
         label = _label(channel)
+        self._seen[label] = self._seen.get(label, 0) + len(piece)
         if self._sizes:
             self._count(label, piece)
         if tool is not None:
@@ -470,6 +546,8 @@ class OutputFilter:
         if not guards:
             return self._apply(channel, piece, [])
         release = self._scanner(channel, guards).feed(piece)
+        if sum(self._seen.values()) > self._bounds:  # before releasing: an over-limit block must stop this piece
+            self._bound(label)
         return self._apply(channel, release.text, release.findings)
 
     def end(self, channel: str, *, tool: str | None = None) -> str:
