@@ -86,6 +86,14 @@ def test_scope(scope: dict[str, Any], subject: Subject, applies: bool) -> None:
             "guards.input[0].schemas: an egress guard does not read 'schemas'",
         ),
         ({"id": "d", "kind": "deny"}, "guards.input[0]: a deny guard needs 'words' or 'topics'"),
+        (
+            {"id": "z", "kind": "size", "max_chars": 9, "scan_limit": 5},
+            "guards.input[0].scan_limit: a size guard does not scan text",
+        ),
+        (
+            {"id": "w", "kind": "webhook", "webhook": {"url": "http://x"}, "over_limit": "pass"},
+            "guards.input[0].over_limit: a webhook guard does not scan text",
+        ),
     ],
 )
 def test_an_option_of_another_kind_or_a_guard_with_nothing_to_find_is_refused(

@@ -1,0 +1,117 @@
+"""A guard reads at most `scan_limit` characters of a call; `over_limit` says what then.
+
+`block` refuses the call in the caller's protocol (plain or mid-stream), `pass`
+reads the first `scan_limit` characters, lets the rest through unread and
+records a `SCAN_LIMIT` finding. Shown through the real SDKs and the echo mock,
+so the reply's text is the test's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from fakes.upstream import FakeUpstream
+from integration.conftest import MakeSidecar, Running
+from integration.test_guards import oai, stream_text, with_guards
+
+NEAR = "call (415) 555-2671 today"  # inside the first 100 characters
+FAR = "or (415) 555-2672 later"  # after them
+TEXT = f"{NEAR}, {'and then some words ' * 6}{FAR}"
+LIMIT = 100
+
+
+def pii(stage: str, over_limit: str) -> dict[str, Any]:
+    return {
+        stage: [
+            {
+                "id": "pii",
+                "kind": "pii",
+                "action": "redact",
+                "scan_limit": LIMIT,
+                "over_limit": over_limit,
+            }
+        ]
+    }
+
+
+async def findings(sc: Running, action: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(sc.admin + "/metrics") as resp:
+        metrics = await resp.text()
+    wanted = f'sidecar_guard_findings_total{{action="{action}",sidecar_guard_id="pii",'
+    return "\n".join(line for line in metrics.splitlines() if line.startswith(wanted))
+
+
+def test_the_text_goes_past_the_limit() -> None:
+    assert TEXT.index(NEAR) + len(NEAR) < LIMIT < TEXT.index(FAR)
+
+
+async def test_over_limit_block_refuses_a_request_in_the_callers_shape(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, pii("input", "block")))
+    async with oai(sc) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": TEXT}]
+            )
+        short = await client.chat.completions.create(
+            model="mock-echo", messages=[{"role": "user", "content": NEAR}]
+        )
+    err = caught.value
+    assert isinstance(err.body, dict) and err.body.get("code") == "guard_blocked"
+    assert "guard 'pii'" in err.message and "scan_limit" in err.message
+    assert "555" not in err.message
+    assert fake.requests == []
+    assert short.choices[0].message.content == "call [PHONE] today"
+    assert 'type="SCAN_LIMIT"' in await findings(sc, "block")
+
+
+async def test_over_limit_pass_reads_the_first_characters_and_records_it(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, pii("input", "pass")))
+    async with oai(sc) as client:
+        reply = await client.chat.completions.create(
+            model="mock-echo", messages=[{"role": "user", "content": TEXT}]
+        )
+    content = reply.choices[0].message.content or ""
+    assert content.startswith("call [PHONE] today")
+    assert content.endswith(FAR), "past the limit the text passes unread"
+    assert 'type="SCAN_LIMIT"' in await findings(sc, "pass")
+
+
+async def test_over_limit_block_on_a_plain_reply_and_a_stream(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, pii("output", "block")))
+    async with oai(sc) as client:
+        with pytest.raises(openai.BadRequestError) as plain:
+            await client.chat.completions.create(
+                model="mock-echo", messages=[{"role": "user", "content": TEXT}]
+            )
+        with pytest.raises(openai.APIError) as streamed:
+            await stream_text(client, "mock-echo", TEXT)
+        short = await stream_text(client, "mock-echo", NEAR)
+    assert isinstance(plain.value.body, dict) and plain.value.body["code"] == "guard_blocked"
+    assert "scan_limit" in plain.value.message and "scan_limit" in streamed.value.message
+    assert "555" not in streamed.value.message
+    assert short == "call [PHONE] today"
+
+
+async def test_over_limit_pass_on_a_plain_reply_and_a_stream(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, pii("output", "pass")))
+    async with oai(sc) as client:
+        plain = await client.chat.completions.create(
+            model="mock-echo", messages=[{"role": "user", "content": TEXT}]
+        )
+        streamed = await stream_text(client, "mock-echo", TEXT)
+    for text in (plain.choices[0].message.content or "", streamed):
+        assert text.startswith("call [PHONE] today")
+        assert text.endswith(FAR)
+    assert 'type="SCAN_LIMIT"' in await findings(sc, "pass")
