@@ -379,7 +379,10 @@ async def check_output(
                 changed = True
     # Tool guards read the arguments as the agent will get them: tokens restored.
     for name, text in calls:
-        check_tool_call(gs, name, text.holder[text.key], subject, record)
+        arguments = text.holder[text.key]
+        await offload.run(
+            len(arguments), partial(check_tool_call, gs, name, arguments, subject, record)
+        )
     return changed
 
 
@@ -546,7 +549,8 @@ class OutputFilter:
         if not guards:
             return self._apply(channel, piece, [])
         release = self._scanner(channel, guards).feed(piece)
-        if sum(self._seen.values()) > self._bounds:  # before releasing: an over-limit block must stop this piece
+        # Before releasing anything: an over-limit block must stop this piece too.
+        if sum(self._seen.values()) > self._bounds:
             self._bound(label)
         return self._apply(channel, release.text, release.findings)
 

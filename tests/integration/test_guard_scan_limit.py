@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
 from fakes.upstream import FakeUpstream
 from integration.conftest import MakeSidecar, Running
-from integration.test_guards import oai, stream_text, with_guards
+from integration.test_guards import claude, oai, stream_text, with_guards
 
 NEAR = "call (415) 555-2671 today"  # inside the first 100 characters
 FAR = "or (415) 555-2672 later"  # after them
@@ -115,3 +116,23 @@ async def test_over_limit_pass_on_a_plain_reply_and_a_stream(
         assert text.startswith("call [PHONE] today")
         assert text.endswith(FAR)
     assert 'type="SCAN_LIMIT"' in await findings(sc, "pass")
+
+
+async def test_over_limit_block_speaks_anthropic_to_an_anthropic_caller(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    sc = await make_sidecar(with_guards(fake, pii("output", "block")))
+    async with claude(sc) as client:
+        with pytest.raises(anthropic.BadRequestError) as plain:
+            await client.messages.create(
+                model="mock-echo", max_tokens=100, messages=[{"role": "user", "content": TEXT}]
+            )
+        with pytest.raises(anthropic.APIError) as streamed:
+            async with client.messages.stream(
+                model="mock-echo", max_tokens=100, messages=[{"role": "user", "content": TEXT}]
+            ) as stream:
+                async for _ in stream.text_stream:
+                    pass
+    assert isinstance(plain.value.body, dict)
+    assert plain.value.body["type"] == "error"
+    assert "scan_limit" in plain.value.message and "scan_limit" in streamed.value.message
