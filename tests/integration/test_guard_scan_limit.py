@@ -136,3 +136,45 @@ async def test_over_limit_block_speaks_anthropic_to_an_anthropic_caller(
     assert isinstance(plain.value.body, dict)
     assert plain.value.body["type"] == "error"
     assert "scan_limit" in plain.value.message and "scan_limit" in streamed.value.message
+
+
+def egress(over_limit: str) -> dict[str, Any]:
+    guard = {"id": "egress", "kind": "egress", "scan_limit": 60, "over_limit": over_limit}
+    return {"tool": [guard]}
+
+
+TOOLS: Any = [{"type": "function", "function": {"name": "fetch_url", "parameters": {}}}]
+# The metadata address sits past the guard's first 60 characters of the arguments.
+FAR_SSRF = (
+    'call fetch_url {"url": "https://example.com/", "note": "' + "x" * 60 + '", '
+    '"then": "http://169.254.169.254/latest/meta-data/iam"}'
+)
+
+
+async def test_over_limit_on_tool_call_arguments_plain_and_streamed(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    blocking = await make_sidecar(with_guards(fake, egress("block")))
+    async with oai(blocking) as client:
+        with pytest.raises(openai.BadRequestError, match=r"guard 'egress'.*scan_limit"):
+            await client.chat.completions.create(
+                model="mock-echo", tools=TOOLS, messages=[{"role": "user", "content": FAR_SSRF}]
+            )
+        stream = await client.chat.completions.create(
+            model="mock-echo",
+            tools=TOOLS,
+            messages=[{"role": "user", "content": FAR_SSRF}],
+            stream=True,
+        )
+        with pytest.raises(openai.APIError, match=r"guard 'egress'.*scan_limit"):
+            async for _ in stream:
+                pass
+    passing = await make_sidecar(with_guards(fake, egress("pass")))
+    async with oai(passing) as client:
+        reply = await client.chat.completions.create(
+            model="mock-echo", tools=TOOLS, messages=[{"role": "user", "content": FAR_SSRF}]
+        )
+    assert reply.choices[0].message.tool_calls, "past the limit the arguments pass unread"
+    async with aiohttp.ClientSession() as http, http.get(passing.admin + "/metrics") as resp:
+        metrics = await resp.text()
+    assert 'action="pass",sidecar_guard_id="egress",type="SCAN_LIMIT"' in metrics
