@@ -405,6 +405,12 @@ def check_tool_call(
 def _check_tool_call(guards: list[Guard], name: str, arguments: str, record: Record) -> None:
     parsed: Any = None
     for guard in guards:
+        read = arguments
+        if len(read) > guard.scan_limit:
+            over_limit(guard, "tool", f"tool call {name}", record)
+            if isinstance(guard.detector, ToolSchemaDetector):
+                continue  # a schema cannot be checked on part of the arguments
+            read = read[: guard.scan_limit]
         if isinstance(guard.detector, ToolSchemaDetector):
             if parsed is None:
                 try:
@@ -413,10 +419,6 @@ def _check_tool_call(guards: list[Guard], name: str, arguments: str, record: Rec
                     parsed = arguments
             findings = guard.detector.check(name, parsed)
         else:
-            read = arguments
-            if len(read) > guard.scan_limit:
-                over_limit(guard, "tool", f"tool call {name}", record)
-                read = read[: guard.scan_limit]
             findings = _scan(guard, read, record, "tool", f"tool call {name}")
         for finding in findings:
             hit = Hit(guard.id, "tool", guard.kind, finding.type, guard.action, f"tool call {name}")

@@ -178,3 +178,32 @@ async def test_over_limit_on_tool_call_arguments_plain_and_streamed(
     async with aiohttp.ClientSession() as http, http.get(passing.admin + "/metrics") as resp:
         metrics = await resp.text()
     assert 'action="pass",sidecar_guard_id="egress",type="SCAN_LIMIT"' in metrics
+
+
+async def test_a_schema_guard_past_its_limit_blocks_or_lets_the_call_through_unchecked(
+    make_sidecar: MakeSidecar, fake: FakeUpstream
+) -> None:
+    schema = {"fetch_url": {"type": "object", "properties": {"url": {"type": "integer"}}}}
+
+    def guards(over_limit: str, scan_limit: int) -> dict[str, Any]:
+        guard = {"id": "schema", "kind": "tool_schema", "schemas": schema}
+        return {"tool": [{**guard, "scan_limit": scan_limit, "over_limit": over_limit}]}
+
+    messages: Any = [{"role": "user", "content": FAR_SSRF}]
+    for over_limit, scan_limit, passes in (
+        ("pass", 10_000, False),  # read whole: `url` is not an integer
+        ("block", 60, False),
+        ("pass", 60, True),
+    ):
+        sc = await make_sidecar(with_guards(fake, guards(over_limit, scan_limit)))
+        async with oai(sc) as client:
+            if passes:
+                reply = await client.chat.completions.create(
+                    model="mock-echo", tools=TOOLS, messages=messages
+                )
+                assert reply.choices[0].message.tool_calls
+            else:
+                with pytest.raises(openai.BadRequestError, match="guard 'schema'"):
+                    await client.chat.completions.create(
+                        model="mock-echo", tools=TOOLS, messages=messages
+                    )
