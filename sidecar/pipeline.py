@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -30,13 +28,16 @@ from sidecar.adapters.sse import EventFramer, EventTooLarge
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
 from sidecar.authz.tools import ToolGate, response_violations, stream_violations
-from sidecar.bounds import ResponseBounds, ResponseTooLarge, oversize, read_bounded
+from sidecar.bounds import ResponseBounds, oversize, read_bounded
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
 from sidecar.error_pages import is_api_error, page_error
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.forward import downstream_headers, upstream_headers
+from sidecar.forward.attempt import Answer, UpstreamAttempt, end_attempt, end_error, streams
+from sidecar.forward.executor import Executor, Failure, targets_for, total_timeout
+from sidecar.forward.failures import upstream_failure
+from sidecar.forward.headers import downstream_headers
 from sidecar.guards.servers import check_server_urls
 from sidecar.guards.stage import (
     OutputFilter,
@@ -54,19 +55,13 @@ from sidecar.limits.limiter import Admission, Limiter, LimitRefused, LimitStores
 from sidecar.limits.streams import streamed_text_chars, without_usage_chunks
 from sidecar.replies import Reply, StreamReply
 from sidecar.resilience.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
-from sidecar.resilience.budget import RetryBudget
-from sidecar.resilience.policy import DEFAULT_POLICY, RetryPolicy, UpstreamPolicy
+from sidecar.resilience.policy import UpstreamPolicy
 from sidecar.resilience.state import ResilienceState
 from sidecar.telemetry import names
 from sidecar.telemetry.decision_log import DecisionLog
+from sidecar.telemetry.instruments import Instruments
 from sidecar.telemetry.setup import Telemetry
 from sidecar.upstream.base import UpstreamResponse
-from sidecar.upstream.h1 import (
-    ConnectError,
-    DeadlineExceeded,
-    FirstByteTimeout,
-    PoolExhausted,
-)
 
 DECISION_HEADER = "x-sidecar-decision-id"
 REVISION_HEADER = "x-sidecar-bundle-revision"
@@ -122,8 +117,7 @@ class Pipeline:
         self.limit_stores = limit_stores or LimitStores()
         self._res = resilience or ResilienceState()
         self.resilience = self._res
-        self._rng = random.Random()
-        self._published: dict[str, str] = {}  # breaker states last sent to the gauge
+        self._executor = Executor(self._res, _BreakerGauge(self._m))
         m = self._m
         self._limiter = Limiter(
             self.limit_stores,
@@ -497,358 +491,44 @@ class Pipeline:
         route: Route,
         spec: UpstreamSpec,
     ) -> Reply | StreamReply:
-        """Send the call to the route's upstreams in order until one answers.
-
-        On each upstream: its breaker may skip it, failed attempts are retried
-        (within the retry budget, never after a byte went to the caller), and a
-        failure listed in the route's `fallback_on` moves to the next upstream.
-        The last upstream's error answer passes through unchanged. Every wait
-        shares one deadline: the route's, the upstream's or the caller's.
-        """
-        loop = asyncio.get_running_loop()
+        """Send the call through the resilience executor and relay what answers."""
+        assert ex.span is not None
         snapshot = gen.snapshot
-        targets: list[tuple[UpstreamSpec, str | None]] = [(spec, route.model_rewrite)]
-        for name, model in route.fallbacks:
-            other = snapshot.upstreams.get(name)
-            if other is not None and not other.credential_problem:
-                targets.append((other, model))
-        deadline = self._deadline(
-            snapshot.policies.get(spec.name, DEFAULT_POLICY), route, headers, ex
+        targets = targets_for(route, spec, snapshot.upstreams, snapshot.policies)
+        deadline = self._deadline(targets[0].policy, route, headers, ex)
+        attempt = UpstreamAttempt(
+            self._tracer,
+            self._recording,
+            gen.transports,
+            self.bounds.max_response_bytes,
+            call,
+            headers,
+            route,
+            ex.span,
+            deadline,
         )
-        hedge = self._hedge_delay(route) if len(targets) > 1 else None
-        failure: _Failure | None = None
-        skip = 0  # upstreams a hedge has already asked
-        for index, (target, model) in enumerate(targets):
-            if index < skip:
-                continue
-            policy = snapshot.policies.get(target.name, DEFAULT_POLICY)
-            breaker = self._res.breaker(target, policy) if target.kind == "http" else None
-            ticket = breaker.allow() if breaker is not None else 0
-            if ticket is None:
-                assert breaker is not None
-                self._publish(breaker)
-                failure = _Failure(target, open_for=breaker.retry_after())
-                continue
-            if index > 0:
-                self._m.fallbacks.add(1, (route.name, target.name))
-            attempt = _Attempt(target, model, policy, breaker, ticket)
-            if hedge is not None and index == 0:
-                outcome = await self._hedged(
-                    gen, call, headers, ex, route, targets, attempt, deadline, hedge
-                )
-            else:
-                outcome = await self._try_upstream(
-                    gen,
-                    call,
-                    headers,
-                    ex,
-                    route,
-                    attempt,
-                    deadline,
-                    partial(self._later_available, gen, targets, index),
-                )
-            if isinstance(outcome, _Answer):
-                return await self._respond(gen, adapter, call, ex, outcome)
-            failure = outcome
-            if outcome.hedged:
-                skip = 2  # both the first upstream and its hedge failed
-        assert failure is not None
-        ex.upstream = failure.target
-        raise failure.error(deadline is not None and loop.time() >= deadline)
-
-    def _publish(self, breaker: Breaker) -> None:
-        """The breaker's state to its gauge, when it changed."""
-        if self._published.get(breaker.name) != breaker.state:
-            self._published[breaker.name] = breaker.state
-            self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (breaker.name,))
-
-    def _later_available(
-        self, gen: Generation, targets: list[tuple[UpstreamSpec, str | None]], index: int
-    ) -> bool:
-        """Could an upstream after `index` take the call now? (Its breaker would let it.)"""
-        for target, _ in targets[index + 1 :]:
-            if target.kind != "http":
-                return True
-            policy = gen.snapshot.policies.get(target.name, DEFAULT_POLICY)
-            if self._res.breaker(target, policy).available():
-                return True
-        return False
+        try:
+            outcome = await self._executor.run(route, targets, attempt, deadline)
+        finally:
+            ex.attempts = attempt.count
+        if isinstance(outcome, Failure):
+            ex.upstream = outcome.target
+            raise outcome.error()
+        return await self._respond(gen, adapter, call, ex, outcome)
 
     def _deadline(
         self, policy: UpstreamPolicy, route: Route, headers: Mapping[str, str], ex: Exchange
     ) -> float | None:
         """The loop time by which the whole call must end, if anything sets one."""
-        total = route.timeout if route.timeout is not None else policy.timeouts.total
-        caller = _caller_timeout(headers)
-        if caller is not None and (total is None or caller < total):
-            total = caller
+        total = total_timeout(policy, route, headers)
         if total is None:
             return None
         spent = time.perf_counter() - ex.started
         ex.deadline_s = total
         return asyncio.get_running_loop().time() + max(0.0, total - spent)
 
-    def _hedge_delay(self, route: Route) -> float | None:
-        if not route.idempotent:
-            return None
-        if route.hedge_after is not None:
-            return route.hedge_after
-        if route.hedge_p95:
-            return self._res.p95(route.name)
-        return None
-
-    async def _hedged(
-        self,
-        gen: Generation,
-        call: Call,
-        headers: Mapping[str, str],
-        ex: Exchange,
-        route: Route,
-        targets: list[tuple[UpstreamSpec, str | None]],
-        first: _Attempt,
-        deadline: float | None,
-        delay: float,
-    ) -> _Answer | _Failure:
-        """Ask the second upstream too when the first is slow; the first success wins.
-
-        An error answer waits for the other attempt: it is returned only when that one
-        fails too (and then only the last upstream's, as without hedging).
-        """
-        snapshot = gen.snapshot
-        second, m2 = targets[1]
-        primary = asyncio.ensure_future(
-            self._try_upstream(gen, call, headers, ex, route, first, deadline, lambda: True)
-        )
-        tasks: set[asyncio.Future[_Answer | _Failure]] = {primary}
-        try:
-            done, _ = await asyncio.wait({primary}, timeout=delay)
-            if done:
-                return primary.result()
-            p2 = snapshot.policies.get(second.name, DEFAULT_POLICY)
-            budget = self._res.budget(first.target, first.policy) if first.breaker else None
-            b2 = self._res.breaker(second, p2) if second.kind == "http" else None
-            if budget is not None and not budget.try_spend():
-                return await primary
-            ticket = b2.allow() if b2 is not None else 0
-            if ticket is None:
-                return await primary
-            self._m.hedges.add(1, (route.name,))
-            backup = asyncio.ensure_future(
-                self._try_upstream(
-                    gen,
-                    call,
-                    headers,
-                    ex,
-                    route,
-                    _Attempt(second, m2, p2, b2, ticket),
-                    deadline,
-                    lambda: self._later_available(gen, targets, 1),
-                )
-            )
-            tasks.add(backup)
-            pending: set[asyncio.Future[_Answer | _Failure]] = {primary, backup}
-            done_set: set[asyncio.Future[_Answer | _Failure]]
-            held: _Answer | None = None  # an error answer, kept while the other runs
-            failure: _Failure | None = None
-            while pending:
-                done_set, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done_set:
-                    outcome = task.result()
-                    if isinstance(outcome, _Answer) and outcome.resp.status < 400:
-                        if held is not None:
-                            held.discard()
-                        for other in done_set - {task}:
-                            late = other.result()
-                            if isinstance(late, _Answer):
-                                late.discard()  # a second answer in the same instant
-                        return outcome
-                    if isinstance(outcome, _Answer):
-                        if held is None or task is backup:
-                            if held is not None:
-                                held.discard()
-                            held = outcome
-                        else:
-                            outcome.discard()
-                    elif failure is None or task is backup:
-                        failure = outcome
-            if held is not None:
-                return held
-            assert failure is not None
-            failure.hedged = True
-            return failure
-        finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()  # the loser, or everything if the caller went away
-            for task in tasks:
-                if not task.done():
-                    with contextlib.suppress(BaseException):
-                        await task
-
-    async def _try_upstream(
-        self,
-        gen: Generation,
-        call: Call,
-        headers: Mapping[str, str],
-        ex: Exchange,
-        route: Route,
-        first: _Attempt,
-        deadline: float | None,
-        has_next: Callable[[], bool],
-    ) -> _Answer | _Failure:
-        """Attempts on one upstream, with retries; an answer to relay, or why it failed.
-
-        A plain reply's body is read here, so a connection that breaks mid-body is
-        retried like a reset: nothing has reached the caller yet.
-        """
-        assert ex.span is not None
-        loop = asyncio.get_running_loop()
-        target, policy, breaker = first.target, first.policy, first.breaker
-        ticket: int | None = first.ticket
-        transport = gen.transports[target.name]
-        budget = self._res.budget(target, policy) if target.kind == "http" else None
-        model = first.model
-        raw = call.raw if model is None or model == call.model else _with_model(call, model)
-        retry, t = policy.retry, policy.timeouts
-        tries = 0
-        if budget is not None:
-            budget.record_call()
-        while True:
-            if deadline is not None and loop.time() >= deadline:
-                if breaker is not None:
-                    breaker.release(ticket)
-                return _Failure(target, exc=DeadlineExceeded("the call's deadline passed"))
-            attempt = self._attempt_span(ex, target, call, ex.attempts)
-            if self._recording and breaker is not None:
-                attempt.set_attribute(names.SIDECAR_BREAKER_STATE, breaker.state)
-            ex.attempts += 1
-            trace_headers: dict[str, str] = {}
-            propagate.inject(trace_headers, context=trace.set_span_in_context(attempt))
-            out_headers = upstream_headers(headers, target, trace_headers)
-            started = loop.time()
-            resp: UpstreamResponse | None = None
-            body: bytes | None = None
-            try:
-                resp = await transport.send(
-                    "POST",
-                    call.path,
-                    out_headers,
-                    raw,
-                    query=call.query,
-                    connect_timeout=t.connect,
-                    first_byte_timeout=t.first_byte,
-                    idle_timeout=t.idle,
-                    deadline=deadline,
-                )
-                failing = _failing(resp.status, retry, route)
-                if not failing and not _streams(resp, call):
-                    body = await read_bounded(resp, self.bounds.max_response_bytes)
-            except asyncio.CancelledError:
-                _end_error(attempt, None, "cancelled")
-                if resp is not None:
-                    resp.close()
-                if breaker is not None:
-                    breaker.release(ticket)
-                raise
-            except (OSError, TimeoutError) as exc:
-                _end_error(attempt, exc)
-                if resp is not None:
-                    resp.close()
-                if isinstance(exc, (DeadlineExceeded, PoolExhausted)):
-                    # Not the upstream failing: the call ran out of time, or this sidecar
-                    # has all the connections to it that it allows in use.
-                    if breaker is not None:
-                        breaker.release(ticket)
-                    return _Failure(target, exc=exc)
-                if breaker is not None:
-                    breaker.record(False, ticket=ticket)
-                    self._publish(breaker)
-                reason = _failure_reason(exc)
-                retryable = (
-                    (reason == "connect" and retry.on_connect)
-                    or (reason == "reset" and retry.on_reset)
-                    or (reason == "timeout" and retry.on_timeout)
-                )
-                wait = self._retry_wait(retry, tries, None, budget, deadline, retryable)
-                if wait is not None:
-                    self._m.retries.add(1, (target.name, reason))
-                    await asyncio.sleep(wait)
-                    tries += 1
-                    ticket = breaker.allow() if breaker is not None else 0
-                    if ticket is None:
-                        assert breaker is not None
-                        return _Failure(target, open_for=breaker.retry_after())
-                    continue
-                return _Failure(target, exc=exc)
-            status = resp.status
-            if tries == 0 and target.name == route.upstream:
-                self._res.record_latency(route.name, loop.time() - started)
-            if breaker is not None:
-                # A 429 is a busy provider, not a dead one: it does not trip the breaker.
-                breaker.record(status < 500, ticket=ticket)
-                self._publish(breaker)
-            if failing:
-                hint, allowed = _retry_hints(resp.headers)
-                retryable = status in retry.statuses and allowed
-                wait = self._retry_wait(retry, tries, hint, budget, deadline, retryable)
-                if wait is not None:
-                    resp.close()
-                    _end_attempt(attempt, status)
-                    self._m.retries.add(1, (target.name, str(status)))
-                    await asyncio.sleep(wait)
-                    tries += 1
-                    ticket = breaker.allow() if breaker is not None else 0
-                    if ticket is None:
-                        assert breaker is not None
-                        return _Failure(target, open_for=breaker.retry_after())
-                    continue
-                if status in route.fallback_on and has_next():
-                    resp.close()
-                    _end_attempt(attempt, status)
-                    return _Failure(target, status=status)
-            return _Answer(target, attempt, resp, body)
-
-    def _retry_wait(
-        self,
-        retry: RetryPolicy,
-        tries: int,
-        hint: float | None,
-        budget: RetryBudget | None,
-        deadline: float | None,
-        retryable: bool,
-    ) -> float | None:
-        """How long to back off before the next attempt, or None: no retry."""
-        if not retryable or tries + 1 >= retry.attempts:
-            return None
-        if hint is not None and hint > retry.max_backoff:
-            return None  # the provider asks for longer than this upstream's retries wait
-        wait = retry.delay(tries, hint, self._rng)
-        if deadline is not None and asyncio.get_running_loop().time() + wait >= deadline:
-            return None  # the wait alone would outlast the deadline
-        if budget is not None and not budget.try_spend():
-            return None
-        return wait
-
-    def _attempt_span(self, ex: Exchange, target: UpstreamSpec, call: Call, resends: int) -> Span:
-        assert ex.span is not None
-        attrs: dict[str, Any] | None = None
-        if self._recording:
-            attrs = {names.HTTP_REQUEST_METHOD: "POST", names.SIDECAR_UPSTREAM: target.name}
-            if target.host:
-                attrs[names.URL_FULL] = target.url_for(call.path)
-                attrs[names.SERVER_ADDRESS] = target.host
-                attrs[names.SERVER_PORT] = target.port
-            if resends:
-                attrs[names.HTTP_REQUEST_RESEND_COUNT] = resends
-        return self._tracer.start_span(
-            f"POST {target.name}",
-            context=trace.set_span_in_context(ex.span),
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-        )
-
     async def _respond(
-        self, gen: Generation, adapter: Adapter, call: Call, ex: Exchange, answer: _Answer
+        self, gen: Generation, adapter: Adapter, call: Call, ex: Exchange, answer: Answer
     ) -> Reply | StreamReply:
         resp, attempt, spec = answer.resp, answer.attempt, answer.target
         if ex.upstream is not spec:
@@ -862,7 +542,7 @@ class Pipeline:
         # call's success is a stream and a plain call's success is JSON, whatever the
         # Content-Type says, so the tool gate and the guards read it that way too.
         self._drop_provider_limits(ex, down)
-        if _streams(resp, call):
+        if streams(resp, call):
             down.extend(self.sidecar_headers(ex))
             editor = self._output_editor(gen, adapter, call, ex) if resp.status < 300 else None
             relay = self._relay(adapter, call, ex, resp, attempt, editor)
@@ -872,7 +552,7 @@ class Pipeline:
                 # started has none to run: the caller left before the first chunk.
                 if not ex.relay_started:
                     resp.close()
-                    _end_error(attempt, None, "cancelled by the caller")
+                    end_error(attempt, None, "cancelled by the caller")
                     self._finish(ex, call, Usage(), resp.status, error_type="cancelled")
 
             return StreamReply(resp.status, down, relay, done, partial(_cut_event, adapter))
@@ -881,9 +561,9 @@ class Pipeline:
             try:
                 body = await read_bounded(resp, self.bounds.max_response_bytes)
             except BaseException as exc:
-                _end_error(attempt, exc)
-                raise _upstream_failure(spec, exc) from exc
-        _end_attempt(attempt, resp.status)
+                end_error(attempt, exc)
+                raise upstream_failure(spec, exc) from exc
+        end_attempt(attempt, resp.status)
         ctype = down.get("content-type", "")
         if resp.status >= 400 and not is_api_error(ctype, body):
             err = page_error(spec.name, resp.status, ctype, body)
@@ -956,7 +636,7 @@ class Pipeline:
                     if violations:
                         blocked = self._blocked_tool_call(ex, violations)
                         error_type = "tool_call_blocked"
-                        _end_error(attempt, None, blocked.message)
+                        end_error(attempt, None, blocked.message)
                         resp.close()
                         yield adapter.stream_error(blocked)
                         return
@@ -966,7 +646,7 @@ class Pipeline:
                         except SidecarError as err:
                             guard_error = err
                             error_type = "guard_blocked"
-                            _end_error(attempt, None, err.message)
+                            end_error(attempt, None, err.message)
                             resp.close()
                             yield adapter.stream_error(err)
                             return
@@ -1005,10 +685,10 @@ class Pipeline:
                 if rest:
                     yield rest
             resp.release()
-            _end_attempt(attempt, resp.status)
+            end_attempt(attempt, resp.status)
         except (GeneratorExit, asyncio.CancelledError):
             error_type = "cancelled"
-            _end_error(attempt, None, "cancelled by the caller")
+            end_error(attempt, None, "cancelled by the caller")
             resp.close()
             raise
         except (_Oversize, EventTooLarge) as over:
@@ -1016,13 +696,13 @@ class Pipeline:
             # that ends the stream parses.
             bounded = oversize(ex.upstream.name if ex.upstream else "?", over.what, over.limit)
             error_type = bounded.code
-            _end_error(attempt, None, bounded.message)
+            end_error(attempt, None, bounded.message)
             resp.close()
             yield adapter.stream_error(bounded)
         except (TimeoutError, OSError) as exc:
-            failure = _upstream_failure(ex.upstream, exc, midstream=True)
+            failure = upstream_failure(ex.upstream, exc, midstream=True)
             error_type = failure.kind.value
-            _end_error(attempt, exc)
+            end_error(attempt, exc)
             resp.close()
             yield adapter.stream_error(failure)
         finally:
@@ -1167,66 +847,6 @@ _USAGE_ON_REQUEST = ("/v1/chat/completions", "/v1/completions")
 _BREAKER_CODES = {CLOSED: 0.0, HALF_OPEN: 1.0, OPEN: 2.0}
 
 
-@dataclass(slots=True)
-class _Attempt:
-    """An upstream to try, with its policy and the breaker ticket that admitted the call."""
-
-    target: UpstreamSpec
-    model: str | None
-    policy: UpstreamPolicy
-    breaker: Breaker | None
-    ticket: int
-
-
-@dataclass(slots=True)
-class _Answer:
-    """An upstream's response head, to be relayed (success, or the error passed through)."""
-
-    target: UpstreamSpec
-    attempt: Span
-    resp: UpstreamResponse
-    body: bytes | None = None  # a plain reply's body, already read
-
-    def discard(self) -> None:
-        self.resp.close()
-        _end_error(self.attempt, None, "a faster hedged attempt answered first")
-
-
-@dataclass(slots=True)
-class _Failure:
-    """Why an upstream could not serve the call: an error, a status, or an open breaker."""
-
-    target: UpstreamSpec
-    exc: BaseException | None = None
-    status: int | None = None
-    open_for: float | None = None
-    hedged: bool = False
-
-    def error(self, deadline_passed: bool) -> SidecarError:
-        name = self.target.name
-        if deadline_passed or isinstance(self.exc, DeadlineExceeded):
-            return SidecarError(
-                ErrorKind.TIMEOUT,
-                "the call's deadline passed before an upstream answered",
-                code="deadline_exceeded",
-            )
-        if self.open_for is not None:
-            return SidecarError(
-                ErrorKind.UNAVAILABLE,
-                f"upstream '{name}' is failing: its circuit breaker is open for another "
-                f"{self.open_for:.1f}s",
-                code="upstream_unavailable",
-                retry_after=max(1.0, self.open_for),
-            )
-        if self.exc is not None:
-            return _upstream_failure(self.target, self.exc)
-        return SidecarError(
-            ErrorKind.BAD_GATEWAY,
-            f"upstream '{name}' answered {self.status} and no fallback could serve the call",
-            code="upstream_failed",
-        )
-
-
 class _Oversize(Exception):
     """A stream crossed a bound (what, limit); it ends with an error event."""
 
@@ -1246,76 +866,6 @@ def _cut_event(adapter: Adapter) -> bytes:
             code="sidecar_shutting_down",
         )
     )
-
-
-def _streams(resp: UpstreamResponse, call: Call) -> bool:
-    """The SDKs read the body by what they asked for, not by its label: a streamed call's
-    success is a stream and a plain call's success is JSON, whatever the Content-Type
-    says, so the tool gate and the guards read it that way too."""
-    ctype = resp.headers.get("content-type", "")
-    return ctype.startswith("text/event-stream") or (call.stream and resp.status < 300)
-
-
-def _failing(status: int, retry: RetryPolicy, route: Route) -> bool:
-    """A status the upstream may be retried or fallen back on."""
-    return status >= 500 or status == 429 or status in retry.statuses or status in route.fallback_on
-
-
-def _caller_timeout(headers: Mapping[str, str]) -> float | None:
-    """The caller's own deadline: the shorter of `x-sidecar-timeout-ms` and the SDKs'
-    `x-stainless-timeout`; values that are not positive numbers are ignored."""
-    found: float | None = None
-    for name, scale in (("x-sidecar-timeout-ms", 0.001), ("x-stainless-timeout", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                seconds = float(value) * scale
-            except ValueError:
-                continue
-            if seconds > 0 and math.isfinite(seconds) and (found is None or seconds < found):
-                found = seconds
-    return found
-
-
-def _retry_hints(headers: Mapping[str, str]) -> tuple[float | None, bool]:
-    """The upstream's say on retrying: how long to wait, and whether to retry at all."""
-    allowed = headers.get("x-should-retry", "").strip().lower() != "false"
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            if name != "retry-after":
-                continue
-            try:  # RFC 9110 also allows an HTTP date
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            if when.tzinfo is None:
-                continue
-            seconds = max(0.0, when.timestamp() - time.time())
-        if seconds >= 0 and math.isfinite(seconds):
-            return seconds, allowed
-    return None, allowed
-
-
-def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, ResponseTooLarge):
-        return "too_large"  # not retried: the upstream would answer the same
-    if isinstance(exc, ConnectError):
-        return "connect"
-    if isinstance(exc, FirstByteTimeout):
-        return "timeout"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return "reset"
-
-
-def _with_model(call: Call, model: str) -> bytes:
-    """The body for an upstream that knows the model by another name (a deployment)."""
-    return orjson.dumps({**call.body, "model": model})
 
 
 def _end_limit_span(
@@ -1356,57 +906,23 @@ def _describe(span: Span, usage: Usage, status: int, error_type: str | None) -> 
         span.set_status(Status(StatusCode.ERROR))
 
 
-def _end_attempt(span: Span, status: int) -> None:
-    if status >= 400:
-        span.set_attribute(names.ERROR_TYPE, str(status))
-        span.set_status(Status(StatusCode.ERROR))
-    span.end()
+class _BreakerGauge:
+    """The executor's events, as metrics; a breaker's state only when it changed."""
 
+    def __init__(self, instruments: Instruments) -> None:
+        self._m = instruments
+        self._published: dict[str, str] = {}  # breaker states last sent to the gauge
 
-def _end_error(span: Span, exc: BaseException | None, message: str | None = None) -> None:
-    span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__ if exc else "cancelled")
-    span.set_status(Status(StatusCode.ERROR, message or (str(exc) if exc else None)))
-    span.end()
+    def retried(self, upstream: str, reason: str) -> None:
+        self._m.retries.add(1, (upstream, reason))
 
+    def fell_back(self, route: str, upstream: str) -> None:
+        self._m.fallbacks.add(1, (route, upstream))
 
-def _upstream_failure(
-    spec: UpstreamSpec | None, exc: BaseException, *, midstream: bool = False
-) -> SidecarError:
-    name = spec.name if spec else "?"
-    where = "while streaming the response" if midstream else ""
-    if isinstance(exc, DeadlineExceeded):
-        return SidecarError(
-            ErrorKind.TIMEOUT,
-            f"the call's deadline passed {where or 'before an upstream answered'}",
-            code="deadline_exceeded",
-        )
-    if isinstance(exc, PoolExhausted):
-        return SidecarError(
-            ErrorKind.UNAVAILABLE,
-            f"upstream '{name}' is busy in this sidecar: {exc}",
-            code="upstream_connections_busy",
-            retry_after=1.0,
-        )
-    if isinstance(exc, TimeoutError):
-        return SidecarError(
-            ErrorKind.TIMEOUT,
-            f"upstream '{name}' timed out {where}".rstrip(),
-            code="upstream_timeout",
-        )
-    if isinstance(exc, ResponseTooLarge):
-        return SidecarError(
-            ErrorKind.BAD_GATEWAY,
-            f"upstream '{name}' {exc} (--max-response-bytes)",
-            code="upstream_response_too_large",
-            retryable=False,
-        )
-    if isinstance(exc, OSError):
-        detail = str(exc) or type(exc).__name__
-        return SidecarError(
-            ErrorKind.BAD_GATEWAY,
-            f"upstream '{name}' failed{' ' + where if where else ''}: {detail}",
-            code="upstream_unreachable" if not midstream else "upstream_stream_broken",
-        )
-    if isinstance(exc, SidecarError):
-        return exc
-    raise exc
+    def hedged(self, route: str) -> None:
+        self._m.hedges.add(1, (route,))
+
+    def breaker_changed(self, breaker: Breaker) -> None:
+        if self._published.get(breaker.name) != breaker.state:
+            self._published[breaker.name] = breaker.state
+            self._m.breaker_state.set(_BREAKER_CODES[breaker.state], (breaker.name,))
