@@ -24,11 +24,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from sidecar.adapters.base import Adapter
 from sidecar.adapters.output import StreamEditor
-from sidecar.adapters.sse import EventFramer, EventTooLarge
 from sidecar.authz.authorize import Decision
 from sidecar.authz.context import CallContext
-from sidecar.authz.tools import ToolGate, response_violations, stream_violations
-from sidecar.bounds import ResponseBounds, oversize, read_bounded
+from sidecar.authz.tools import ToolGate, response_violations
+from sidecar.bounds import ResponseBounds, read_bounded
 from sidecar.bundle.snapshot import Route, UpstreamSpec
 from sidecar.bundle.store import Generation
 from sidecar.call import Call, Usage
@@ -38,6 +37,7 @@ from sidecar.forward.attempt import Answer, UpstreamAttempt, end_attempt, end_er
 from sidecar.forward.executor import Executor, Failure, targets_for, total_timeout
 from sidecar.forward.failures import upstream_failure
 from sidecar.forward.headers import downstream_headers
+from sidecar.forward.relay import ResponseStages, relay
 from sidecar.guards.servers import check_server_urls
 from sidecar.guards.stage import (
     OutputFilter,
@@ -52,7 +52,7 @@ from sidecar.identity.principal import PodIdentity, Principal
 from sidecar.identity.resolve import identify, identify_with_jwt
 from sidecar.limits.headers import rate_limit_headers
 from sidecar.limits.limiter import Admission, Limiter, LimitRefused, LimitStores
-from sidecar.limits.streams import streamed_text_chars, without_usage_chunks
+from sidecar.limits.streams import streamed_text_chars
 from sidecar.replies import Reply, StreamReply
 from sidecar.resilience.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from sidecar.resilience.policy import UpstreamPolicy
@@ -589,7 +589,7 @@ class Pipeline:
         )
         return Reply(resp.status, down, body)
 
-    async def _relay(
+    def _relay(
         self,
         adapter: Adapter,
         call: Call,
@@ -598,117 +598,51 @@ class Pipeline:
         attempt: Span,
         editor: StreamEditor | None = None,
     ) -> AsyncIterator[bytes]:
-        """Pass each chunk on as it arrives, learning usage on the way.
+        """The stream relay, with this call's response stages and books."""
+        guard_span: list[Span] = []
+        admission = ex.admission
 
-        With a tool gate or output guards, chunks are cut at event boundaries
-        first, so a forbidden call or a finding is acted on before any of its
-        bytes go out; a block ends the stream with a provider-shaped error event.
-        """
-        ex.relay_started = True
-        observer = adapter.stream_observer(call.path)
-        first = True
-        error_type: str | None = None if resp.status < 400 else str(resp.status)
-        gate = ex.tool_gate if resp.status < 300 else None
-        spend = ex.admission if ex.admission is not None and ex.admission.spends else None
-        drop_usage = ex.drop_usage_chunk and resp.status < 300
-        aligned = gate is not None or editor is not None or drop_usage
-        max_event, max_total = self.bounds.max_event_bytes, self.bounds.max_response_bytes
-        aligner = EventFramer(max_event) if aligned else None
-        held = EventFramer(max_event)
-        guard_span = self._guard_span(names.SPAN_GUARD_OUTPUT, ex) if editor else None
-        guard_error: SidecarError | None = None
-        received = 0  # bytes from the upstream
-        try:
-            async for chunk in resp.chunks():
-                received += len(chunk)
-                if received > max_total:
-                    raise _Oversize("a response", max_total)
-                observer.feed(chunk)
-                if aligner is None:
-                    # Pass whole events only (one search per chunk): a stream that breaks
-                    # mid-event then ends with an error event the SDK can still read.
-                    chunk = held.feed(chunk)
-                    if not chunk:
-                        continue
-                else:
-                    chunk = aligner.feed(chunk)
-                    violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
-                    if violations:
-                        blocked = self._blocked_tool_call(ex, violations)
-                        error_type = "tool_call_blocked"
-                        end_error(attempt, None, blocked.message)
-                        resp.close()
-                        yield adapter.stream_error(blocked)
-                        return
-                    if editor is not None and chunk:
-                        try:
-                            chunk = editor.feed(chunk)
-                        except SidecarError as err:
-                            guard_error = err
-                            error_type = "guard_blocked"
-                            end_error(attempt, None, err.message)
-                            resp.close()
-                            yield adapter.stream_error(err)
-                            return
-                    if drop_usage and chunk:
-                        chunk = without_usage_chunks(chunk)
-                    if not chunk:
-                        continue
-                if spend is not None:
-                    spend.produced_chars += streamed_text_chars(chunk)
-                if first:
-                    first = False
-                    up = ex.upstream
-                    self._m.time_to_first_chunk.record(
-                        time.perf_counter() - ex.started,
-                        (
-                            call.operation,
-                            up.provider_name if up else "",
-                            call.model or "",
-                            up.host if up else "",
-                        ),
-                    )
-                yield chunk
-            if held.size:
-                yield held.flush()  # the upstream ended without closing its last event
-            if aligner is not None:
-                rest = aligner.flush()
-                if editor is not None:
-                    try:
-                        rest = editor.feed(rest) + editor.close()
-                    except SidecarError as err:
-                        guard_error = err
-                        error_type = "guard_blocked"
-                        rest = adapter.stream_error(err)
-                if drop_usage and rest:
-                    rest = without_usage_chunks(rest)
-                if rest:
-                    yield rest
-            resp.release()
-            end_attempt(attempt, resp.status)
-        except (GeneratorExit, asyncio.CancelledError):
-            error_type = "cancelled"
-            end_error(attempt, None, "cancelled by the caller")
-            resp.close()
-            raise
-        except (_Oversize, EventTooLarge) as over:
-            # Cut at an event boundary (only whole events went out), so the error event
-            # that ends the stream parses.
-            bounded = oversize(ex.upstream.name if ex.upstream else "?", over.what, over.limit)
-            error_type = bounded.code
-            end_error(attempt, None, bounded.message)
-            resp.close()
-            yield adapter.stream_error(bounded)
-        except (TimeoutError, OSError) as exc:
-            failure = upstream_failure(ex.upstream, exc, midstream=True)
-            error_type = failure.kind.value
-            end_error(attempt, exc)
-            resp.close()
-            yield adapter.stream_error(failure)
-        finally:
-            if guard_span is not None:
-                self._end_guard_span(guard_span, ex, "output", guard_error)
-            self._finish(ex, call, observer.usage, resp.status, error_type=error_type)
+        def start() -> None:
+            ex.relay_started = True
+            if editor is not None:
+                guard_span.append(self._guard_span(names.SPAN_GUARD_OUTPUT, ex))
+
+        def first_chunk() -> None:
+            up = ex.upstream
+            self._m.time_to_first_chunk.record(
+                time.perf_counter() - ex.started,
+                (
+                    call.operation,
+                    up.provider_name if up else "",
+                    call.model or "",
+                    up.host if up else "",
+                ),
+            )
+
+        def end(usage: Usage, error_type: str | None, guard_error: SidecarError | None) -> None:
+            if guard_span:
+                self._end_guard_span(guard_span[0], ex, "output", guard_error)
+            self._finish(ex, call, usage, resp.status, error_type=error_type)
+
+        stages = ResponseStages(
+            gate=ex.tool_gate,
+            editor=editor,
+            drop_usage=ex.drop_usage_chunk,
+            spend=admission if admission is not None and admission.spends else None,
+        )
+        return relay(
+            adapter,
+            call,
+            ex.upstream,
+            resp,
+            attempt,
+            self.bounds,
+            stages,
+            partial(self._blocked_tool_call, ex),
+            start,
+            first_chunk,
+            end,
+        )
 
     # --- account -------------------------------------------------------------------------
 
@@ -845,15 +779,6 @@ def _iso_now() -> str:
 
 _USAGE_ON_REQUEST = ("/v1/chat/completions", "/v1/completions")
 _BREAKER_CODES = {CLOSED: 0.0, HALF_OPEN: 1.0, OPEN: 2.0}
-
-
-class _Oversize(Exception):
-    """A stream crossed a bound (what, limit); it ends with an error event."""
-
-    def __init__(self, what: str, limit: int) -> None:
-        super().__init__(what)
-        self.what = what
-        self.limit = limit
 
 
 def _cut_event(adapter: Adapter) -> bytes:
