@@ -89,7 +89,8 @@ DEFAULT_BUNDLE_MESSAGES = [
         "birthday is at the end of next week, so I would like them to arrive before then. "
         "If they cannot arrive in time, can I switch to express, and what would it cost? "
         "Also, if she already has one of them, can she return it herself or does it have "
-        "to be me, since I paid for the order?",
+        "to be me, since I paid for the order? And would the refund go to my card or to "
+        "hers? I would rather she did not find out how much I spent on it.",
     },
 ]
 CLIENT_AUTH = "Bearer sk-bench-client"
