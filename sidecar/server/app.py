@@ -9,15 +9,13 @@ import logging
 import signal
 from pathlib import Path
 
-from aiohttp import web
-
 from sidecar.bounds import ResponseBounds
 from sidecar.bundle.store import BundleStore
 from sidecar.bundle.watch import default_bundle_path, watch_bundle
 from sidecar.identity.principal import PodIdentity
 from sidecar.limits.limiter import LimitStores
 from sidecar.pipeline import Pipeline
-from sidecar.server.admin import admin_app
+from sidecar.server.admin import admin_server
 from sidecar.server.h1 import Server
 from sidecar.server.http import proxy_server
 from sidecar.settings import Listen, Settings
@@ -70,7 +68,7 @@ class Sidecar:
                 settings.resources.max_event_bytes, settings.resources.max_response_bytes
             ),
         )
-        self._runners: list[web.AppRunner] = []
+        self._admin: list[Server] = []  # the admin listener, then the probes one
         self._proxy: Server | None = None
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
@@ -81,11 +79,9 @@ class Sidecar:
 
     async def start(self, *, watch: bool = True) -> None:
         # Admin first, so probes answer (not ready) while the first bundle loads.
-        self.admin_address = await self._listen(self._admin_app(), self.settings.admin)
+        self.admin_address = await self._listen_admin(self.settings.admin)
         if self.settings.probes is not None:
-            self.probes_address = await self._listen(
-                self._admin_app(probes_only=True), self.settings.probes
-            )
+            self.probes_address = await self._listen_admin(self.settings.probes, probes_only=True)
         await self.store.load(reason="start")
         self._proxy = proxy_server(
             self.store, self.pipeline, self.settings.max_body_bytes, self.settings.resources
@@ -112,31 +108,20 @@ class Sidecar:
             },
         )
 
-    def _admin_app(self, *, probes_only: bool = False) -> web.Application:
-        return admin_app(
+    async def _listen_admin(self, where: Listen, *, probes_only: bool = False) -> tuple[str, int]:
+        server = admin_server(
             self.store,
             self.telemetry,
             lambda: self.serving,
             lambda: {"breakers": self.pipeline.resilience.breakers()},
             probes_only=probes_only,
         )
+        address = await server.start(where.host, where.port)
+        self._admin.append(server)
+        return address
 
     async def reload(self, reason: str = "sighup") -> str:
         return await self.store.load(force=True, reason=reason)
-
-    async def _listen(self, app: web.Application, where: Listen) -> tuple[str, int]:
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=SHUTDOWN_GRACE_S,
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, where.host, where.port, reuse_address=True)
-        await site.start()
-        self._runners.append(runner)
-        address = runner.addresses[0]
-        return str(address[0]), int(address[1])
 
     async def stop(self) -> None:
         self.serving = False
@@ -148,9 +133,9 @@ class Sidecar:
         if self._proxy is not None:
             await self._proxy.stop(grace=self.settings.shutdown_grace)
             self._proxy = None
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
+        for server in reversed(self._admin):
+            await server.stop(grace=SHUTDOWN_GRACE_S)
+        self._admin.clear()
         await self.store.close()
         await self.limit_stores.close()
         self.decision_log.flush()  # on the loop, where lines are gathered
