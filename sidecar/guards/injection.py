@@ -40,6 +40,7 @@ import re2
 from sidecar.guards.finding import Finding
 from sidecar.guards.injection_signals import AI_CONTEXT, ENCODED, SIGNALS, TYPES
 from sidecar.guards.normalize import decoded_payloads, fold_text
+from sidecar.guards.re2_sets import SplitSet
 
 __all__ = ["SIGNALS", "TYPES", "PromptInjectionDetector"]
 
@@ -78,12 +79,8 @@ class PromptInjectionDetector:
             raise ValueError("threshold must be between 0 and 1")
         self._threshold = threshold
         self._decode = decode
-        self._set = re2.Set.SearchSet(_re2_options())
-        self._patterns = []
-        for signal in SIGNALS:
-            self._set.Add(signal.pattern)
-            self._patterns.append(re2.compile(signal.pattern, _re2_options()))
-        self._set.Compile()
+        self._set = SplitSet([signal.pattern for signal in SIGNALS], _re2_options)
+        self._patterns = [re2.compile(signal.pattern, _re2_options()) for signal in SIGNALS]
 
     def scan(self, text: str) -> list[Finding]:
         if not text:
@@ -118,7 +115,7 @@ class PromptInjectionDetector:
         """
         hits: list[_Hit] = []
         addressed = False
-        for index in self._set.Match(subject) or ():
+        for index in self._set.match(subject):
             if _TYPE_OF[index] == AI_CONTEXT:
                 addressed = True
                 continue
