@@ -133,3 +133,23 @@ async def test_probes_listener_serves_probes_only(
     # The admin listener still serves everything, on its own (loopback) address.
     assert (await sc.admin_get("/bundle"))[0] == 200
     assert (await sc.admin_get("/metrics"))[0] == 200
+
+
+async def test_admin_methods_and_unknown_paths(sidecar: Sidecar) -> None:
+    """The admin routes answer GET and HEAD; other methods get 405 with Allow; others 404."""
+    async with aiohttp.ClientSession() as session:
+        async with session.head(f"{sidecar.admin}/readyz") as resp:
+            assert resp.status == 200
+            assert await resp.read() == b""
+        async with session.get(f"{sidecar.admin}/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+        async with session.post(f"{sidecar.admin}/healthz", data=b"{}") as resp:
+            assert resp.status == 405
+            assert {m.strip() for m in resp.headers["allow"].split(",")} == {"GET", "HEAD"}
+        async with session.get(f"{sidecar.admin}/nothing-here") as resp:
+            assert resp.status == 404
+        async with session.get(f"{sidecar.admin}/healthz") as resp:
+            assert resp.status == 200
+            assert resp.headers["content-type"] == "application/json"
+            assert await resp.json() == {"status": "ok"}
