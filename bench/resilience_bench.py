@@ -87,7 +87,7 @@ def children() -> Iterator[list[pb.Child]]:
 
 def run(seconds: float, rounds: int) -> dict[str, dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="resilience-bench-"))
-    script = pb._write_lua(workdir, "post", pb.REQUEST_BODY)
+    script = pb._write_lua(workdir, "post", pb.request_body("minimal", stream=False))
     results: dict[str, dict[str, Any]] = {
         s: {"rps": [], "p50": [], "p99": [], "fb": []} for s in SCENARIOS
     }
