@@ -389,6 +389,7 @@ def _spawn(
     workdir: Path,
     env: dict[str, str] | None = None,
     capture_stdout: bool = False,
+    cwd: Path = REPO_ROOT,
 ) -> Child:
     log_path = workdir / f"{name}.log"
     log = log_path.open("a")
@@ -397,7 +398,7 @@ def _spawn(
         stdout=subprocess.PIPE if capture_stdout else log,
         stderr=log,
         stdin=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=env,
         preexec_fn=_die_with_parent,
     )
@@ -696,6 +697,8 @@ class Config:
     quiet_wait: float = 15.0
     sidecar_env: list[str] = field(default_factory=list)
     bundle: str = "minimal"
+    # Run this checkout's sidecar (`python -m sidecar` from its root) instead of this one's.
+    sidecar_repo: str | None = None
 
 
 @dataclass
@@ -845,7 +848,11 @@ def _sidecar_env(extra: Sequence[str] = ()) -> dict[str, str]:
 
 
 def _start_sidecar(
-    workdir: Path, bundle_dir: Path, run: int, extra_env: Sequence[str] = ()
+    workdir: Path,
+    bundle_dir: Path,
+    run: int,
+    extra_env: Sequence[str] = (),
+    repo: str | None = None,
 ) -> tuple[Child, int, float]:
     http_port, admin_port = _free_port(), _free_port()
     argv = [
@@ -862,7 +869,8 @@ def _start_sidecar(
     ]
     env = _sidecar_env(extra_env)
     t0 = time.perf_counter()
-    child = _spawn(f"sidecar-{run}", argv, workdir, env=env)
+    cwd = Path(repo) if repo else REPO_ROOT
+    child = _spawn(f"sidecar-{run}", argv, workdir, env=env, cwd=cwd)
     try:
         ready = _wait_ready(admin_port, child.proc, t0)
     except Exception as exc:
@@ -1178,7 +1186,7 @@ def run_bench(
                             sidecar.stop()
                         _wait_quiet(cfg.quiet_wait)
                         sidecar, port, ready = _start_sidecar(
-                            workdir, bundle_dir, i, cfg.sidecar_env
+                            workdir, bundle_dir, i, cfg.sidecar_env, cfg.sidecar_repo
                         )
                         kids.append(sidecar)
                         ready_runs.append(ready)
@@ -1266,6 +1274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="minimal: one route, no guards (default); default: the embedded default bundle "
         "with its guards and a 1.7 KB chat body",
     )
+    p.add_argument(
+        "--repo",
+        metavar="DIR",
+        help="run the sidecar of another checkout (from its root), e.g. to measure before a "
+        "change; the bench, its helpers and its interpreter stay this checkout's",
+    )
     p.add_argument("--no-stream", action="store_true", help="skip the streamed variant")
     p.add_argument("--skip-sidecar", action="store_true", help="only direct and bare rows")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON")
@@ -1302,6 +1316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet_wait=max(0.0, args.quiet_wait),
         sidecar_env=list(args.sidecar_env),
         bundle=args.bundle,
+        sidecar_repo=args.repo,
     )
     report = run_bench(cfg, args.skip_sidecar, args.keep_logs, args.py_spy)
     m = report["machine"]
@@ -1313,7 +1328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if cfg.sidecar_env:
         print(f"sidecar extra environment: {' '.join(cfg.sidecar_env)}")
-    print(f"bundle: {cfg.bundle}")
+    print(
+        f"bundle: {cfg.bundle}" + (f", sidecar from {cfg.sidecar_repo}" if cfg.sidecar_repo else "")
+    )
     print()
     print(report["markdown"])
     if report["profile"]:
