@@ -1,17 +1,23 @@
-"""The normalized call every adapter produces and every stage consumes.
+"""The normalized request every surface produces and every stage consumes.
 
-Stages never parse a wire format: they read this. Guard texts and the token
-estimate are computed lazily, so a request that no stage inspects pays only
-for the JSON parse it needs anyway (model, stream flag).
+Stages never parse a wire format: they read this. An LLM call and a tool
+call differ only in their action and resource, so identity, authorization,
+guards, limits and telemetry serve both without knowing which surface
+carried the request. Guard texts and the token estimate are computed lazily,
+so a request that no stage inspects pays only for the parse it needs anyway.
+Stages that change the body record the edit; the body is serialized once,
+when it is sent.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 
 class Provider(enum.Enum):
@@ -50,22 +56,88 @@ class ToolCall:
     id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """What a call acts on, as policy names it: a `Model` or a `Tool` and its id."""
+
+    type: str
+    id: str
+
+
+class Codec(Protocol):
+    """The request-side operations only the wire format's owner can do.
+
+    Stages reach the body through these, never by its keys: the LLM adapters
+    implement them for their APIs; a surface without a body (a tool check)
+    has none.
+    """
+
+    def offers_tools(self, path: str, body: dict[str, Any]) -> bool: ...
+
+    def without_tools(self, path: str, body: dict[str, Any], drop: set[str]) -> None: ...
+
+    def tool_urls(self, path: str, body: dict[str, Any]) -> list[tuple[str, str]]: ...
+
+    def ask_usage(self, path: str, body: dict[str, Any]) -> bool:
+        """Ask a stream to report usage at its end; True when the body was changed."""
+        ...
+
+    def usage_from_body(self, path: str, raw: bytes) -> Usage: ...
+
+
+def _no_texts(body: dict[str, Any]) -> list[Text]:
+    return []
+
+
+def _no_tools(body: dict[str, Any]) -> tuple[list[str], list[ToolCall]]:
+    return [], []
+
+
 @dataclass(eq=False)
 class Call:
-    """One LLM call, independent of the API that carried it."""
+    """One outbound call, independent of the surface and API that carried it."""
 
-    provider: Provider
-    operation: str  # GenAI operation name: chat, text_completion, embeddings, ...
-    action: str  # the sidecar's action name: llm.chat, llm.embeddings, ...
-    path: str
-    model: str | None
-    stream: bool
-    body: dict[str, Any]
-    raw: bytes
-    extract_texts: Callable[[dict[str, Any]], list[Text]] = field(repr=False)
-    extract_tools: Callable[[dict[str, Any]], tuple[list[str], list[ToolCall]]] = field(repr=False)
+    surface: str  # the API that carried it: openai, anthropic, or a tool surface
+    action: str  # the sidecar's action name: llm.chat, llm.embeddings, tool.call, ...
+    resource: Resource
+    operation: str = ""  # GenAI operation name: chat, text_completion, execute_tool, ...
+    path: str = ""
+    stream: bool = False
+    body: dict[str, Any] = field(default_factory=dict)
+    raw: bytes = b""  # the body as received
+    provider: Provider | None = None  # the LLM wire dialect, when the call is an LLM's
+    codec: Codec | None = field(default=None, repr=False)
+    # The request's metadata — HTTP headers, or what a non-HTTP surface extracted into
+    # that shape — from which identity reads the caller's credentials.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Policy context a surface adds (names the bundle's schema declares).
+    attributes: dict[str, Any] = field(default_factory=dict)
+    extract_texts: Callable[[dict[str, Any]], list[Text]] = field(default=_no_texts, repr=False)
+    extract_tools: Callable[[dict[str, Any]], tuple[list[str], list[ToolCall]]] = field(
+        default=_no_tools, repr=False
+    )
     max_output_tokens: int | None = None
     query: str = ""  # the request's query string (Azure's api-version), passed upstream
+    _edited: bool = field(default=False, init=False, repr=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False)
+
+    @property
+    def model(self) -> str | None:
+        """The model an LLM call names (folded, as policy matches it); None for a tool."""
+        return self.resource.id if self.resource.type == "Model" else None
+
+    def edited(self) -> None:
+        """A stage changed `body` in place: it is serialized again, once, when sent."""
+        self._edited = True
+        self._encoded = None
+
+    def wire(self) -> bytes:
+        """The body to send: the bytes received, unless a stage edited it."""
+        if not self._edited:
+            return self.raw
+        if self._encoded is None:
+            self._encoded = orjson.dumps(self.body)
+        return self._encoded
 
     @cached_property
     def texts(self) -> list[Text]:

@@ -22,7 +22,7 @@ from sidecar.adapters.output import (
 )
 from sidecar.adapters.sse import SSEParser
 from sidecar.adapters.tool_names import dicts
-from sidecar.call import Call, Provider, Text, ToolCall, Usage
+from sidecar.call import Call, Provider, Resource, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
 
 OPERATIONS: dict[str, tuple[str, str]] = {
@@ -126,11 +126,13 @@ class AnthropicAdapter:
         body = load_object(raw)
         operation, action = OPERATIONS[path]
         return Call(
+            surface="anthropic",
             provider=Provider.ANTHROPIC,
+            codec=self,
             operation=operation,
             action=action,
+            resource=Resource("Model", require_model(body)),
             path=path,
-            model=require_model(body),
             stream=stream_flag(body),
             body=body,
             raw=raw,
@@ -138,6 +140,10 @@ class AnthropicAdapter:
             extract_tools=_tools,
             max_output_tokens=int_or_none(body.get("max_tokens")),
         )
+
+    def ask_usage(self, path: str, body: dict[str, Any]) -> bool:
+        """Anthropic streams always report usage: nothing to ask for."""
+        return False
 
     def error_body(self, error: SidecarError) -> bytes:
         return orjson.dumps(

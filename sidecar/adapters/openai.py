@@ -33,7 +33,7 @@ from sidecar.adapters.output import (
 )
 from sidecar.adapters.sse import SSEParser
 from sidecar.adapters.tool_names import dicts
-from sidecar.call import Call, Provider, Text, ToolCall, Usage
+from sidecar.call import Call, Provider, Resource, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
 
 # path -> (GenAI operation name, sidecar action)
@@ -166,6 +166,9 @@ _EXTRACTORS = {
 }
 
 
+_USAGE_ON_REQUEST = ("/v1/chat/completions", "/v1/completions")  # stream_options paths
+
+
 class OpenAIAdapter:
     provider = Provider.OPENAI
 
@@ -177,11 +180,13 @@ class OpenAIAdapter:
         if max_out is None and alt_key:
             max_out = int_or_none(body.get(alt_key))
         return Call(
+            surface="openai",
             provider=Provider.OPENAI,
+            codec=self,
             operation=operation,
             action=action,
+            resource=Resource("Model", require_model(body)),
             path=path,
-            model=require_model(body),
             stream=stream_flag(body),
             body=body,
             raw=raw,
@@ -189,6 +194,18 @@ class OpenAIAdapter:
             extract_tools=tools,
             max_output_tokens=max_out,
         )
+
+    def ask_usage(self, path: str, body: dict[str, Any]) -> bool:
+        """Ask a streamed chat or completions call to report usage; True if the body changed."""
+        if path not in _USAGE_ON_REQUEST:
+            return False
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return False
+        opts = dict(options) if isinstance(options, dict) else {}
+        opts["include_usage"] = True
+        body["stream_options"] = opts
+        return True
 
     def error_body(self, error: SidecarError) -> bytes:
         return orjson.dumps(

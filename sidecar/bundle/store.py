@@ -36,6 +36,8 @@ class Generation:
     inflight: int = 0
     retired: bool = False
     specs: list[UpstreamSpec] = field(default_factory=list)
+    # Each surface's chain as this bundle uses it (`sidecar.chain`), built on first use.
+    chains: dict[str, Any] = field(default_factory=dict)
 
 
 class BundleStore:

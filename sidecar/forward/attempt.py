@@ -81,7 +81,7 @@ class UpstreamAttempt:
     async def __call__(self, target: Target, breaker: Breaker | None) -> Answer:
         call, spec = self._call, target.spec
         model = target.model
-        raw = call.raw if model is None or model == call.model else _with_model(call, model)
+        raw = call.wire() if model is None or model == call.model else _with_model(call, model)
         t = target.policy.timeouts
         span = self._span(spec)
         if self._recording and breaker is not None:

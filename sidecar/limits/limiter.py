@@ -147,13 +147,14 @@ class Limiter:
     async def admit(
         self, limits: LimitSet, call: Call, principal: Principal, route: str, member: str
     ) -> Admission | None:
+        resource = call.resource
         values = {
             "tenant": principal.tenant,
             "user": principal.user or "",
             "agent": principal.agent,
-            "model": call.model or "",
+            "model": resource.id if resource.type == "Model" else "",
             "route": route,
-            "tool": "",
+            "tool": resource.id if resource.type == "Tool" else "",
         }
         roles = principal.roles
         rules = [r for r in limits.rules if r.matches(values, roles)]
@@ -161,7 +162,8 @@ class Limiter:
             return None
         adm = Admission(member, rules=tuple([r.id for r in rules]))
         priced = False
-        free = call.operation == "count_tokens"  # counting tokens is free at the provider
+        # Counting tokens is free at the provider; a tool call spends no model tokens.
+        free = call.operation == "count_tokens" or resource.type != "Model"
         for r in rules:
             if r.spends and not free:
                 adm.spends = True
@@ -169,13 +171,13 @@ class Limiter:
         if adm.spends:
             adm.input_estimate = call.token_estimate
         if priced:
-            adm.price = limits.price(call.model)
+            adm.price = limits.price(values["model"])
             if adm.price is None:
                 rule = next(r for r in rules if r.cost is not None)
                 raise SidecarError(
                     ErrorKind.FORBIDDEN,
                     f"limit '{rule.id}' is a cost budget, but the bundle's pricing has no "
-                    f"price for model '{call.model}'; add it to pricing",
+                    f"price for model '{values['model']}'; add it to pricing",
                     code="price_unknown",
                     retryable=False,
                 )

@@ -20,12 +20,11 @@ from multidict import CIMultiDict
 
 from sidecar.adapters import anthropic, openai
 from sidecar.adapters.base import Adapter
-from sidecar.authz.context import listing_context
-from sidecar.bundle.snapshot import Snapshot
 from sidecar.bundle.store import BundleStore
+from sidecar.call import Call, Resource
+from sidecar.chain.exchange import Exchange
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.identity.principal import Principal
-from sidecar.pipeline import Exchange, Pipeline
+from sidecar.pipeline import Pipeline
 from sidecar.replies import Reply, StreamReply
 from sidecar.server.h1 import BUSY_RETRY_AFTER, Request, Server
 from sidecar.settings import Resources
@@ -80,7 +79,8 @@ class ProxyHandlers:
                 call.query = request.query
             except SidecarError as err:
                 return self._refuse(adapter, err, ex)
-            result = await self.pipeline.llm(gen, adapter, call, request.headers, ex)
+            call.headers = request.headers
+            result = await self.pipeline.llm(gen, adapter, call, ex)
             if isinstance(result, StreamReply):
                 # A stream keeps the bundle generation it started on until it ends.
                 result.done = _then(result.done, partial(self.store.release, gen))
@@ -118,50 +118,38 @@ class ProxyHandlers:
             return self._not_ready(adapter, ex)
         try:
             ex.revision = gen.snapshot.revision
-            principal = await self.pipeline.identify(gen, request.headers, ex)
-            models = permitted_models(gen.snapshot, principal)
+            call = Call(
+                surface=adapter.provider.value,
+                action="llm.models",
+                resource=Resource("Model", model or ""),
+                path=request.path,
+                provider=adapter.provider,
+                headers=request.headers,
+            )
             created = int(gen.snapshot.loaded_at)
-            shape = _anthropic_model if anthropic_shape else _openai_model
-            body: dict[str, Any]
-            if model is not None:
-                if model not in models:  # unknown and forbidden look alike: no oracle
-                    raise SidecarError(
-                        ErrorKind.NOT_FOUND,
-                        f"model '{model}' is not offered by bundle revision {ex.revision}",
-                        code="model_not_found",
-                    )
-                body = shape(model, created)
-            elif anthropic_shape:
-                body = {
-                    "data": [shape(m, created) for m in models],
-                    "has_more": False,
-                    "first_id": models[0] if models else None,
-                    "last_id": models[-1] if models else None,
-                }
-            else:
-                body = {"object": "list", "data": [shape(m, created) for m in models]}
-        except SidecarError as err:
-            return self._refuse(adapter, err, ex)
+            render = partial(_anthropic_models if anthropic_shape else _openai_models, created)
+            return await self.pipeline.models(gen, adapter, call, ex, render)
         finally:
             self.store.release(gen)
-        reply = Reply(200, self.pipeline.sidecar_headers(ex), orjson.dumps(body))
-        reply.headers["content-type"] = "application/json"
-        self.pipeline.count(ex, 200)
-        return reply
 
 
-LISTING_ACTIONS = ("llm.models", "llm.chat", "llm.responses", "llm.completion", "llm.embeddings")
+def _openai_models(created: int, models: list[str], one: bool) -> bytes:
+    if one:
+        return orjson.dumps(_openai_model(models[0], created))
+    return orjson.dumps({"object": "list", "data": [_openai_model(m, created) for m in models]})
 
 
-def permitted_models(snapshot: Snapshot, principal: Principal) -> list[str]:
-    """The bundle's models this caller may use with any action."""
-    context = listing_context(principal)
-    decide = snapshot.authorizer.decide
-    return [
-        m
-        for m in snapshot.models
-        if any(decide(principal, a, "Model", m, context).allowed for a in LISTING_ACTIONS)
-    ]
+def _anthropic_models(created: int, models: list[str], one: bool) -> bytes:
+    if one:
+        return orjson.dumps(_anthropic_model(models[0], created))
+    return orjson.dumps(
+        {
+            "data": [_anthropic_model(m, created) for m in models],
+            "has_more": False,
+            "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None,
+        }
+    )
 
 
 def _openai_model(model: str, created: int) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""Tool governance as two stages: the tools a request offers, the calls a reply proposes.
+
+The offer stage authorizes each offered tool (Cedar action `tool.call` on
+`Sidecar::Tool`) and removes the forbidden ones, or refuses the call, as the
+bundle says. The gate stage refuses a plain reply that proposes a call to a
+forbidden tool; for streams the relay asks the same gate, event by event.
+"""
+
+from __future__ import annotations
+
+from sidecar.authz.context import CallContext
+from sidecar.authz.tools import ToolGate, response_violations
+from sidecar.chain.exchange import Exchange
+from sidecar.chain.stage import PlainReply, Stage
+from sidecar.errors import ErrorKind, SidecarError
+
+
+class ToolOffer(Stage):
+    name = "tool_offer"
+
+    def request(self, ex: Exchange) -> None:
+        assert ex.gen is not None and ex.call is not None and ex.principal is not None
+        call, principal, codec = ex.call, ex.principal, ex.call.codec
+        if codec is None or not codec.offers_tools(call.path, call.body):
+            return  # most calls offer no tools: skip the extraction
+        gate = ToolGate(ex.gen.snapshot.authorizer, principal, CallContext(call, principal))
+        ex.tool_gate = gate
+        forbidden = gate.forbidden(call.tool_names)
+        if forbidden:
+            if ex.gen.snapshot.tool_request_mode == "deny":
+                listed = ", ".join(f"'{n}'" for n in forbidden)
+                raise SidecarError(
+                    ErrorKind.FORBIDDEN,
+                    f"the request offers tools {listed} that principal '{principal.id}' may "
+                    f"not call [bundle revision {ex.gen.snapshot.revision}]",
+                    code="tool_forbidden",
+                )
+            codec.without_tools(call.path, call.body, set(forbidden))
+            call.edited()
+            ex.tools_removed = tuple(forbidden)
+        ex.tool_servers = codec.tool_urls(call.path, call.body)
+
+
+class ToolCallGate(Stage):
+    name = "tool_gate"
+
+    def reply(self, ex: Exchange, reply: PlainReply) -> None:
+        if ex.tool_gate is None or ex.call is None:
+            return
+        violations = response_violations(ex.codec, ex.call.path, reply.body, ex.tool_gate)
+        if violations:
+            raise blocked_tool_call(ex, violations)
+
+
+def blocked_tool_call(ex: Exchange, names: list[str]) -> SidecarError:
+    who = ex.principal.id if ex.principal else "?"
+    listed = ", ".join(f"'{n}'" for n in names)
+    return SidecarError(
+        ErrorKind.FORBIDDEN,
+        f"the model proposed a call to tool {listed}, which principal '{who}' may not "
+        f"call; the response was blocked [bundle revision {ex.revision}]",
+        code="tool_call_blocked",
+    )

@@ -1,0 +1,65 @@
+"""A stage: one concern of a call, with hooks the runner calls in order.
+
+In the style of Envoy's filter chain, every hook is optional:
+
+* `request` runs before the call goes anywhere; it refuses by raising a
+  `SidecarError` (the typed refusal: its kind decides the status the caller
+  sees) and may record edits on the `Call`;
+* `reply` sees a plain reply once, before it goes out; it may refuse it or
+  rewrite it through the `PlainReply` it is handed;
+* `complete` always runs once the call has ended, whatever way it ended,
+  after the reply is on the wire (settlement, accounting).
+
+`applies` is asked once per bundle generation, so a stage the bundle does
+not use costs nothing per call. The runner opens `span_name` around the
+request hook and hands the span to `describe` before ending it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import ClassVar
+
+from opentelemetry.trace import Span
+
+from sidecar.bundle.snapshot import Snapshot
+from sidecar.chain.exchange import Exchange, Outcome
+from sidecar.errors import SidecarError
+
+Refusal = SidecarError  # what a hook raises to stop the call
+
+
+class PlainReply:
+    """A whole reply body, seen by every reply hook; re-encoded only if one edited it."""
+
+    __slots__ = ("body", "changed")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.changed = False
+
+    def replace(self, body: bytes) -> None:
+        self.body = body
+        self.changed = True
+
+
+class Stage:
+    """The base every stage derives from; the hooks it does not override cost nothing."""
+
+    name: ClassVar[str] = ""  # the key of its timing
+    span_name: ClassVar[str] = ""  # the span the runner opens around `request`; "" for none
+
+    def applies(self, snapshot: Snapshot) -> bool:
+        return True
+
+    def request(self, ex: Exchange) -> Awaitable[None] | None:
+        return None
+
+    def describe(self, ex: Exchange, span: Span, error: SidecarError | None) -> None:
+        """Set this stage's attributes on its span (only called when spans record)."""
+
+    def reply(self, ex: Exchange, reply: PlainReply) -> Awaitable[None] | None:
+        return None
+
+    def complete(self, ex: Exchange, outcome: Outcome) -> None:
+        return None

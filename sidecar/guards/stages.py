@@ -1,0 +1,180 @@
+"""The guard stages of a chain: tool servers and input before forwarding, output after.
+
+The engines (`guards.stage`) know texts and findings; these units know when
+in a call they run and what they leave for the rest of it: the `Record` of
+findings and the `Subject` that scopes each guard. The first guard stage to
+run sets both up, so a bundle with only output guards still gets them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from functools import partial
+
+import orjson
+from opentelemetry.trace import Span
+
+from sidecar.bundle.snapshot import Snapshot
+from sidecar.chain.exchange import Exchange
+from sidecar.chain.runner import Spans
+from sidecar.chain.stage import PlainReply, Stage
+from sidecar.errors import SidecarError
+from sidecar.guards import offload
+from sidecar.guards.servers import check_server_urls
+from sidecar.guards.stage import (
+    OutputFilter,
+    Record,
+    Subject,
+    check_input,
+    check_output,
+    check_tool_call,
+)
+from sidecar.telemetry import names
+
+
+def record_for(ex: Exchange, spans: Spans) -> tuple[Record, Subject]:
+    """This call's guard record and subject, made on first use."""
+    if ex.guards is None or ex.subject is None:
+        assert ex.call is not None and ex.principal is not None
+        p = ex.principal
+        ex.guards = Record(trace=_tracer(ex, spans))
+        ex.subject = Subject(ex.route.name if ex.route else "", p.tenant, ex.call.model, p.roles)
+    return ex.guards, ex.subject
+
+
+def describe(
+    ex: Exchange, stage: str, start: int = 0
+) -> Callable[[Span, SidecarError | None], None]:
+    """Sets a guard span's findings, types, guard ids and outcome for `stage`'s hits."""
+
+    def set_on(span: Span, err: SidecarError | None) -> None:
+        if ex.guards is None:
+            return
+        hits = [h for h in ex.guards.hits[start:] if h.stage == stage]
+        span.set_attribute(names.SIDECAR_GUARD_FINDINGS, len(hits))
+        if hits:
+            span.set_attribute(names.SIDECAR_GUARD_TYPES, sorted({h.type for h in hits}))
+            span.set_attribute(names.SIDECAR_GUARD_ID, sorted({h.guard for h in hits}))
+        outcome = (
+            "block"
+            if err is not None
+            else ("redact" if any(h.action == "redact" for h in hits) else "pass")
+        )
+        span.set_attribute(names.SIDECAR_GUARD_OUTCOME, outcome)
+
+    return set_on
+
+
+def _tracer(ex: Exchange, spans: Spans) -> Callable[[str], AbstractContextManager[None]]:
+    """How the engines wrap a guard family in its span (`guard.output`, `guard.tool`)."""
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        start = len(ex.guards.hits) if ex.guards is not None else 0
+        with spans.around(ex, f"guard.{name}", describe(ex, name, start)):
+            yield
+
+    return stage
+
+
+class ToolServerGuards(Stage):
+    """Egress guards over the remote tool servers a request asks the provider to call."""
+
+    name = "tool_servers"
+
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+
+    def applies(self, snapshot: Snapshot) -> bool:
+        return bool(snapshot.guards.tool)
+
+    def request(self, ex: Exchange) -> None:
+        if not ex.tool_servers:
+            return
+        assert ex.gen is not None
+        record, subject = record_for(ex, self.spans)
+        check_server_urls(ex.gen.snapshot.guards, ex.tool_servers, subject, record)
+
+
+class InputGuards(Stage):
+    name = "guard_input"
+    span_name = names.SPAN_GUARD_INPUT
+
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+
+    def applies(self, snapshot: Snapshot) -> bool:
+        return bool(snapshot.guards.input)
+
+    async def request(self, ex: Exchange) -> None:
+        assert ex.gen is not None and ex.call is not None
+        record, subject = record_for(ex, self.spans)
+        if await check_input(ex.gen.snapshot.guards, ex.call.texts, subject, record):
+            ex.call.edited()
+
+    def describe(self, ex: Exchange, span: Span, error: SidecarError | None) -> None:
+        describe(ex, "input")(span, error)
+
+
+class ToolCallGuards(Stage):
+    """Tool guards over the arguments of the tool calls a request makes (a tool check)."""
+
+    name = "guard_tool"
+
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+
+    def applies(self, snapshot: Snapshot) -> bool:
+        return bool(snapshot.guards.tool)
+
+    async def request(self, ex: Exchange) -> None:
+        assert ex.gen is not None and ex.call is not None
+        record, subject = record_for(ex, self.spans)
+        gs = ex.gen.snapshot.guards
+        for tc in ex.call.tool_calls:
+            check = partial(check_tool_call, gs, tc.name, tc.arguments, subject, record)
+            await offload.run(len(tc.arguments), check)
+
+
+class OutputGuards(Stage):
+    """Output guards over a plain reply; a stream's are `stream_filter`'s, in the relay."""
+
+    name = "guard_output"
+
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+
+    def applies(self, snapshot: Snapshot) -> bool:
+        return not snapshot.guards.empty
+
+    async def reply(self, ex: Exchange, reply: PlainReply) -> None:
+        assert ex.gen is not None and ex.call is not None
+        record, subject = record_for(ex, self.spans)
+        gs = ex.gen.snapshot.guards
+        if not (gs.output or gs.tool or record.vault is not None):
+            return
+        try:
+            obj = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(obj, dict):
+            return
+        codec, path = ex.codec, ex.call.path
+        texts, calls = codec.reply_texts(path, obj)
+        with record.stage("output"):
+            changed = await check_output(gs, texts, calls, subject, record)
+        if gs.output:
+            changed = codec.scrub(path, obj) or changed
+        if changed:
+            reply.replace(orjson.dumps(obj))
+
+
+def stream_filter(ex: Exchange, spans: Spans) -> OutputFilter | None:
+    """The output guards' filter for a streamed reply, when this call has any."""
+    if ex.gen is None or ex.gen.snapshot.guards.empty:
+        return None
+    record, subject = record_for(ex, spans)
+    flt = OutputFilter(ex.gen.snapshot.guards, subject, record)
+    return flt if flt.active else None
