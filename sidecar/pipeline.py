@@ -25,14 +25,14 @@ from sidecar.authz.tool_stages import ToolCallGate, ToolOffer
 from sidecar.bounds import ResponseBounds
 from sidecar.bundle.store import Generation
 from sidecar.call import Call
-from sidecar.chain.exchange import Exchange, Outcome
+from sidecar.chain.exchange import Exchange, Outcome, Verdict
 from sidecar.chain.runner import Chain, Spans
 from sidecar.chain.stage import Stage
 from sidecar.errors import ErrorKind, SidecarError
 from sidecar.forward.executor import Executor
 from sidecar.forward.route import RouteStage
 from sidecar.forward.stage import Forward
-from sidecar.guards.stages import InputGuards, OutputGuards, ToolServerGuards
+from sidecar.guards.stages import InputGuards, OutputGuards, ToolCallGuards, ToolServerGuards
 from sidecar.identity.principal import PodIdentity
 from sidecar.identity.stage import Identify
 from sidecar.limits.limiter import LimitStores
@@ -48,6 +48,7 @@ from sidecar.telemetry.setup import Telemetry
 
 LLM_CHAIN = "llm"
 MODELS_CHAIN = "models"
+TOOL_CHECK_CHAIN = "tool_check"
 
 
 class Pipeline:
@@ -89,6 +90,14 @@ class Pipeline:
                 self.account,
             ),
             MODELS_CHAIN: (self.identify, self.account),
+            # A tool call checked, not carried: the decision is the answer.
+            TOOL_CHECK_CHAIN: (
+                self.identify,
+                Authorize(m, recording),
+                ToolCallGuards(self.spans),
+                self.limits,
+                self.account,
+            ),
         }
 
     def chain(self, gen: Generation, name: str) -> Chain:
@@ -181,6 +190,49 @@ class Pipeline:
         reply.headers["content-type"] = "application/json"
         chain.complete(ex, Outcome(200))
         return reply
+
+    async def check(self, gen: Generation, call: Call, ex: Exchange) -> Verdict:
+        """Run the tool-check chain over a `tool.call`: a verdict, nothing forwarded.
+
+        The surface that asked renders the verdict in its own protocol; the
+        decision log, the metrics and the spans are the same as for any call.
+        """
+        ex.gen, ex.call = gen, call
+        chain = self.chain(gen, TOOL_CHECK_CHAIN)
+        headers = call.headers
+        parent = propagate.extract(headers) if "traceparent" in headers else None
+        ex.span = self._tracer.start_span(
+            names.SPAN_TOOL.format(tool=call.resource.id),
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes={
+                names.GEN_AI_OPERATION_NAME: call.operation,
+                names.GEN_AI_TOOL_NAME: call.resource.id,
+                names.SIDECAR_ACTION: call.action,
+                names.SIDECAR_DECISION_ID: ex.decision_id,
+                names.SIDECAR_BUNDLE_REVISION: ex.revision,
+            }
+            if self._recording
+            else None,
+        )
+        error: SidecarError | None = None
+        try:
+            await chain.request(ex)
+        except SidecarError as err:
+            error = err
+        except BaseException as exc:
+            chain.complete(ex, Outcome(500, error_type=type(exc).__qualname__))
+            raise
+        status = error.status if error is not None else 200
+        chain.complete(ex, Outcome(status, error_type=error.kind.value if error else None))
+        return Verdict(
+            error is None,
+            ex.decision_id,
+            ex.revision,
+            ex.decision.policies if ex.decision is not None else (),
+            error,
+            ex.sidecar_headers(),
+        )
 
     def error(self, adapter: Adapter, err: SidecarError, ex: Exchange) -> Reply:
         headers = ex.sidecar_headers()

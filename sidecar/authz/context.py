@@ -37,7 +37,11 @@ class CallContext(Mapping[str, Any]):
         try:
             return self._values[key]
         except KeyError:
-            value = self._values[key] = _FIELDS[key](self._call, self._principal)
+            attributes = self._call.attributes  # what the surface says overrides the body's
+            if key in attributes:
+                value = self._values[key] = attributes[key]
+            else:
+                value = self._values[key] = _FIELDS[key](self._call, self._principal)
             return value
 
     def __iter__(self) -> Iterator[str]:

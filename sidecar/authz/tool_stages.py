@@ -13,10 +13,12 @@ from sidecar.authz.tools import ToolGate, response_violations
 from sidecar.chain.exchange import Exchange
 from sidecar.chain.stage import PlainReply, Stage
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.telemetry import names
 
 
 class ToolOffer(Stage):
     name = "tool_offer"
+    span_name = names.SPAN_TOOL_OFFER
 
     def request(self, ex: Exchange) -> None:
         assert ex.gen is not None and ex.call is not None and ex.principal is not None

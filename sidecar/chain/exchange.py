@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from opentelemetry.trace import Span
 
 from sidecar.call import Call, Usage
+from sidecar.errors import SidecarError
 
 if TYPE_CHECKING:
     from sidecar.authz.authorize import Decision
@@ -76,6 +77,18 @@ class Exchange:
         if self.limit_headers:
             headers.extend(self.limit_headers)
         return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a chain without a forward decided: allow, or the refusal that denied."""
+
+    allowed: bool
+    decision_id: str
+    revision: str
+    policies: tuple[str, ...]  # the @ids of the policies that decided, when authz decided
+    error: SidecarError | None = None  # the refusal, typed: its kind decides the status
+    headers: CIMultiDict[str] | None = None  # the sidecar's response headers for the call
 
 
 @dataclass(slots=True)

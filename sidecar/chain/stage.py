@@ -18,7 +18,6 @@ request hook and hands the span to `describe` before ending it.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import ClassVar
 
 from opentelemetry.trace import Span
 
@@ -46,8 +45,8 @@ class PlainReply:
 class Stage:
     """The base every stage derives from; the hooks it does not override cost nothing."""
 
-    name: ClassVar[str] = ""  # the key of its timing
-    span_name: ClassVar[str] = ""  # the span the runner opens around `request`; "" for none
+    name: str = ""  # the key of its timing
+    span_name: str = ""  # the span the runner opens around `request`; "" for none
 
     def applies(self, snapshot: Snapshot) -> bool:
         return True

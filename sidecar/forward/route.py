@@ -10,6 +10,7 @@ from sidecar.telemetry import names
 
 class RouteStage(Stage):
     name = "route"
+    span_name = names.SPAN_ROUTE
 
     def __init__(self, recording: bool) -> None:
         self.recording = recording

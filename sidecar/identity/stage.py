@@ -13,6 +13,7 @@ from sidecar.telemetry import names
 
 class Identify(Stage):
     name = "identify"
+    span_name = names.SPAN_IDENTIFY
 
     def __init__(self, pod: PodIdentity, recording: bool) -> None:
         self.pod = pod

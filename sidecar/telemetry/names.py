@@ -17,6 +17,7 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 
 # General / HTTP attributes
 SERVER_ADDRESS: Final = "server.address"
@@ -43,6 +44,9 @@ SIDECAR_RESULT: Final = "sidecar.result"
 # Spans
 SPAN_UPSTREAM_ATTEMPT: Final = "upstream {upstream}"  # plus HTTP client attributes
 SPAN_ROUTE: Final = "sidecar.route"
+SPAN_IDENTIFY: Final = "identity.resolve"
+SPAN_TOOL_OFFER: Final = "policy.tools"
+SPAN_TOOL: Final = "execute_tool {tool}"  # a tool call's own span (GenAI conventions)
 
 # Metrics (GenAI client conventions)
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

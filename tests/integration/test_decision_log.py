@@ -152,3 +152,42 @@ def test_fields_outside_the_known_schema_are_masked_by_name(tmp_path: Path) -> N
     first, second = (json.loads(line) for line in path.read_text().splitlines())
     assert first == {"decision_id": "a", "result": "allow"}
     assert second == {"decision_id": "b", "upstream_token": "***", "extra": {"password": "***"}}
+
+
+async def test_a_model_listing_has_its_span_and_its_decision_log_lines(
+    fake: FakeUpstream, make_sidecar: MakeSidecar, tmp_path: Path
+) -> None:
+    log = tmp_path / "decisions.jsonl"
+    doc = keyed(fake)
+    doc["upstreams"]["fake"]["models"] = ["gpt-4o", "gpt-3.5-turbo"]
+    sc = await make_sidecar(doc, decision_log=str(log))
+    client = openai.AsyncOpenAI(base_url=f"{sc.base}/v1", api_key=KEY, max_retries=0)
+    listed = await client.models.with_raw_response.list()
+    assert [m.id for m in listed.parse().data] == ["gpt-4o"]  # only what the caller may use
+    assert (await client.models.retrieve("gpt-4o")).id == "gpt-4o"
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-3.5-turbo")  # forbidden looks like unknown
+    with pytest.raises(openai.AuthenticationError):
+        await openai.AsyncOpenAI(
+            base_url=f"{sc.base}/v1", api_key="sk-wrong", max_retries=0
+        ).models.list()
+    await sc.wait_for_span("llm.models")
+    await sc.sidecar.stop()  # flushes the writer
+    span = sc.finished("llm.models")[0]
+
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["action"], e["result"], e["status"]) for e in lines] == [
+        ("llm.models", "allow", 200),
+        ("llm.models", "allow", 200),
+        ("llm.models", "deny", 404),
+        ("llm.models", "unauthenticated", 401),
+    ]
+    first = lines[0]
+    assert first["decision_id"] == listed.headers["x-sidecar-decision-id"]
+    assert first["principal"] == "bot" and first["resource"] == {"type": "Model", "id": None}
+    assert lines[1]["resource"] == {"type": "Model", "id": "gpt-4o"}
+    assert lines[2]["resource"] == {"type": "Model", "id": "gpt-3.5-turbo"}
+    assert span.attributes is not None
+    assert span.attributes["sidecar.action"] == "llm.models"
+    assert span.attributes["sidecar.tenant.id"] == "acme"
+    assert {s.name for s in sc.finished()} >= {"llm.models", "identity.resolve"}
