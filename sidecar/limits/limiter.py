@@ -82,11 +82,12 @@ class LimitRefused(SidecarError):
 class LimitStores:
     """Process-wide state: survives bundle reloads, so a reload resets no one's budget."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_pending: Callable[[int], None] | None = None) -> None:
         self.memory = MemoryStore()
         self.local = MemoryStore()  # stand-in for Redis rules while Redis is down
         self._redis: dict[tuple[str, float, bool], RedisStore] = {}
         self._settling: set[asyncio.Task[None]] = set()
+        self._on_pending = on_pending  # how many settlements are in flight, when it changes
 
     def redis_for(self, settings: RedisSettings) -> RedisStore | None:
         if settings.url is None:
@@ -112,7 +113,14 @@ class LimitStores:
     def spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        task.add_done_callback(self._settled)
+        if self._on_pending is not None:
+            self._on_pending(len(self._settling))
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if self._on_pending is not None:
+            self._on_pending(len(self._settling))
 
     async def close(self) -> None:
         if self._settling:

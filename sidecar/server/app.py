@@ -58,7 +58,8 @@ class Sidecar:
             include_content=settings.decision_log_content,
             on_drop=lambda: dropped.add(1, ()),
         )
-        self.limit_stores = LimitStores()
+        pending = self.telemetry.instruments.settlements_pending
+        self.limit_stores = LimitStores(on_pending=lambda n: pending.set(n, ()))
         self.pipeline = Pipeline(
             self.telemetry,
             PodIdentity(settings.agent, settings.tenant),

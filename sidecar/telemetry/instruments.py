@@ -92,6 +92,12 @@ class Instruments:
             "Tokens or dollars a budget had left after its last admitted call, by rule and key.",
             (names.SIDECAR_LIMIT_ID, "key", "unit"),
         )
+        self.settlements_pending = factory.gauge(
+            names.METRIC_SETTLEMENTS_PENDING,
+            "{settlement}",
+            "Limit settlements sent to the shared store (Redis) and not answered yet.",
+            (),
+        )
         self.retries = factory.counter(
             names.METRIC_RETRIES,
             "{retry}",

@@ -74,6 +74,7 @@ SIDECAR_LIMIT_ID: Final = "sidecar.limit.id"
 METRIC_LIMIT_DECISIONS: Final = "sidecar.limit.decisions"
 METRIC_LIMIT_STORE_ERRORS: Final = "sidecar.limit.store_errors"
 METRIC_BUDGET_REMAINING: Final = "sidecar.limit.remaining"
+METRIC_SETTLEMENTS_PENDING: Final = "sidecar.limit.settlements.pending"
 SPAN_AUTHORIZE: Final = "policy.authorize"
 METRIC_BUNDLE_ACTIVE: Final = "sidecar.bundle.active"
 

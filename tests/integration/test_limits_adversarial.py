@@ -105,6 +105,14 @@ async def settled(sc: Running) -> None:
         await asyncio.sleep(0.01)
 
 
+def redis_settled(sc: Running) -> bool:
+    """No settlement is waiting on Redis, as the sidecar's own gauge says."""
+    text = sc.telemetry.prometheus_text().decode()
+    pending = re.search(r"^sidecar_limit_settlements_pending (\S+)$", text, re.M)
+    assert pending is not None, "the sidecar publishes no sidecar_limit_settlements_pending"
+    return float(pending.group(1)) == 0
+
+
 def split(results: list[Any]) -> tuple[list[Any], list[BaseException]]:
     ok = [r for r in results if not isinstance(r, BaseException)]
     return ok, [r for r in results if isinstance(r, BaseException)]
@@ -1607,9 +1615,7 @@ async def test_two_sidecars_on_one_redis_admit_exactly_what_fits(
             for stream in oa + ob:
                 await drain(stream)
             await eventually(
-                lambda: (
-                    not a.sidecar.limit_stores._settling and not b.sidecar.limit_stores._settling
-                ),
+                lambda: redis_settled(a) and redis_settled(b),
                 what="Redis settlements",
             )
     dump = await redis_dump(redis_srv.url)
@@ -1652,12 +1658,12 @@ async def test_on_redis_a_call_refused_by_one_rule_is_charged_by_no_other(
         fake.gate.set()
         for stream in opened:
             await drain(stream)
-        await eventually(lambda: not sc.sidecar.limit_stores._settling)
+        await eventually(lambda: redis_settled(sc))
         raw = await c.chat.completions.with_raw_response.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=5
         )
     assert raw.headers["x-ratelimit-remaining-requests"] == str(100 - 9 - 1)
-    await eventually(lambda: not sc.sidecar.limit_stores._settling)
+    await eventually(lambda: redis_settled(sc))
     assert redis_leases(await redis_dump(redis_srv.url)) == 0
     assert leases(sc) == 0
 
@@ -1721,7 +1727,7 @@ async def test_redis_leases_are_released_and_spend_settled_on_every_path(
 
         async def released() -> dict[str, Any]:
             dump = await redis_dump(redis_srv.url)
-            return dump if redis_leases(dump) == 0 and not sc.sidecar.limit_stores._settling else {}
+            return dump if redis_leases(dump) == 0 and redis_settled(sc) else {}
 
         dump: dict[str, Any] = {}
         for _ in range(300):
@@ -1759,7 +1765,7 @@ async def test_odd_identities_on_redis_keep_one_hash_tag_per_rule_key(
     doc = redis_doc(fake, redis_srv.url, monkeypatch, rule, identity={"trusted_headers": True})
     sc = await make_sidecar(doc)
     assert await one_each(sc, ODD_IDENTITIES) == [True] * len(ODD_IDENTITIES)
-    await eventually(lambda: not sc.sidecar.limit_stores._settling)
+    await eventually(lambda: redis_settled(sc))
     keys = list((await redis_dump(redis_srv.url)).keys())
     tags: dict[str, list[str]] = {}
     for key in keys:
@@ -1850,7 +1856,7 @@ async def test_a_settlement_lost_with_redis_breaks_nothing(
         fake.gate.set()
         chunks = await drain(held)
         assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
-        await eventually(lambda: not sc.sidecar.limit_stores._settling)
+        await eventually(lambda: redis_settled(sc))
         assert await metric(sc, "sidecar_limit_store_errors_total") >= 1
         for _ in range(3):
             await chat(c)  # counted locally (on_store_error: local), one at a time
@@ -1961,7 +1967,7 @@ async def test_a_call_refused_while_redis_hung_holds_nothing_once_redis_wakes(
     sc = await make_sidecar(redis_doc(fake, redis_srv.url, monkeypatch, rule))
     async with oai(sc) as c:
         await chat(c)  # a warm connection in the pool
-        await eventually(lambda: not sc.sidecar.limit_stores._settling)
+        await eventually(lambda: redis_settled(sc))
         redis_srv.pause()
         with pytest.raises(openai.InternalServerError, match="cannot be checked"):
             await chat(c)
@@ -2016,7 +2022,7 @@ async def test_a_cost_budget_on_redis_counts_cheap_calls_like_memory_does(
     async with oai(sc) as c:
         for _ in range(20):
             await chat(c, model="gpt-4o-mini", max_tokens=100)
-            await eventually(lambda: not sc.sidecar.limit_stores._settling)
+            await eventually(lambda: redis_settled(sc))
     exact = 20 * (HI_IN * 0.15e-6 + HI_OUT * 0.6e-6)
     assert spent(sc, "|usd|") == pytest.approx(exact)  # memory
     assert redis_spent(await redis_dump(redis_srv.url), "|usd|") == pytest.approx(exact, rel=0.01)
@@ -2109,7 +2115,7 @@ async def test_a_cluster_call_under_many_rules_each_answered_in_time_is_not_a_50
         sc = await make_sidecar(doc)
         async with oai(sc) as c:
             await chat(c)  # connections made while the proxies are fast
-            await eventually(lambda: not sc.sidecar.limit_stores._settling)
+            await eventually(lambda: redis_settled(sc))
             for proxy in proxies:
                 proxy.delay = 0.3  # every reply within the 500 ms timeout
             reply = await chat(c)  # was: 500 after 1 s
@@ -2182,3 +2188,24 @@ def test_checks_past_the_key_bound_stay_cheap() -> None:
     took = new_keys(full, 200)
     assert len(full) <= MAX_KEYS
     assert took < 0.25 + 20 * baseline, f"200 checks took {took:.3f}s, {baseline:.4f}s below"
+
+
+async def test_a_settlement_waiting_on_a_hung_redis_shows_in_the_pending_gauge(
+    fake: FakeUpstream,
+    make_sidecar: MakeSidecar,
+    redis_srv: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rule = {"id": "one", "store": "redis", "concurrent": 1}
+    sc = await make_sidecar(redis_doc(fake, redis_srv.url, monkeypatch, rule))
+    fake.gate = asyncio.Event()
+    async with oai(sc) as c:
+        [stream], refused = await open_streams(c, 1)
+        assert not refused and redis_settled(sc)
+        redis_srv.pause()
+        fake.gate.set()
+        await drain(stream)  # the lease's release now waits on Redis
+        await eventually(lambda: not redis_settled(sc), what="a pending settlement")
+        redis_srv.resume()
+        await eventually(lambda: redis_settled(sc), what="the settlement done")
+        assert redis_leases(await redis_dump(redis_srv.url)) == 0
