@@ -916,7 +916,7 @@ async def test_a_stream_abandoned_before_it_starts_is_told_so_by_done() -> None:
 
     async def handler(request: Request) -> StreamReply:
         entered.set()
-        await gate.wait()  # as pipeline._forward awaits the upstream's response head
+        await gate.wait()  # as the forward stage awaits the upstream's response head
 
         async def relay() -> AsyncIterator[bytes]:
             started.append(True)
