@@ -26,6 +26,7 @@ MATCH_FIELDS = {
     "tools": "tool",
 }
 _NAMES = frozenset({"models", "tools"})  # matched folded, as everywhere (sidecar.names)
+_NAMED = frozenset({"model", "tool"})  # dimensions a call either names or lacks
 CALENDAR = ("day", "month")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -69,8 +70,10 @@ class LimitRule:
     def matches(self, values: Mapping[str, str], roles: frozenset[str]) -> bool:
         for dimension, pattern in self.match:
             value = values.get(dimension, "")
-            if (dimension == "tool" and not value) or pattern.fullmatch(value) is None:
-                return False  # a `tools` rule counts tool calls only
+            # A `tools` rule counts tool calls only, a `models` rule model calls only:
+            # an absent name must not match a glob such as `*`.
+            if (dimension in _NAMED and not value) or pattern.fullmatch(value) is None:
+                return False
         return not self.roles or bool(self.roles & roles)
 
     @property
