@@ -37,22 +37,13 @@ import jwt
 from jwt.types import Options
 
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.identity.jwks import ASYMMETRIC_ALGORITHMS, KeySet, parse_jwks
 from sidecar.identity.principal import Principal
 from sidecar.lru import LruCache
 
 log = logging.getLogger("sidecar.identity")
 
 Fetch = Callable[[str], Awaitable[bytes]]
-
-# Which algorithms can ever verify with which key type; HS* and "none" are absent on purpose.
-_RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
-_EC_ALGS_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
-ASYMMETRIC_ALGORITHMS = _RSA_ALGS | frozenset(_EC_ALGS_BY_CURVE.values()) | {"EdDSA"}
-
-# JWK members that only a private key has; a JWKS should never carry them, and
-# if one does we verify with the public half only.
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 # Real tokens are a few KiB; anything far larger is not worth base64-decoding.
 MAX_TOKEN_CHARS = 16 * 1024
@@ -118,78 +109,6 @@ def _iso(ts: Any) -> str:
         return _clip(ts)
 
 
-# ---------------------------------------------------------------------------
-# JWKS: parsed into ready-to-use key objects, once per document.
-
-
-@dataclass(frozen=True)
-class _KeySet:
-    # kid -> algorithm -> key bound to that algorithm (PyJWT refuses any other alg with it).
-    by_kid: Mapping[str, Mapping[str, jwt.PyJWK]]
-    # The single usable key, for tokens that carry no kid.
-    sole: Mapping[str, jwt.PyJWK] | None
-    count: int
-
-
-def _key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
-    """The asymmetric algorithms this JWK may verify, from its own alg or its kty/crv."""
-    kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
-    if kty == "RSA":
-        possible = _RSA_ALGS
-    elif kty == "EC" and isinstance(crv, str) and crv in _EC_ALGS_BY_CURVE:
-        possible = frozenset({_EC_ALGS_BY_CURVE[crv]})
-    elif kty == "OKP" and crv in _OKP_CURVES:
-        possible = frozenset({"EdDSA"})
-    else:  # oct (a shared secret) or something PyJWT cannot verify with
-        return frozenset()
-    if alg is not None:
-        return possible & {alg} if isinstance(alg, str) else frozenset()
-    return possible
-
-
-def _parse_jwks(document: Any, allowed: frozenset[str]) -> _KeySet:
-    """Build key objects for every usable signing key; raise ValueError if there is none."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("a JWKS must be a JSON object with a 'keys' list")
-    by_kid: dict[str, dict[str, jwt.PyJWK]] = {}
-    usable: list[dict[str, jwt.PyJWK]] = []
-    for raw in document["keys"]:
-        if not isinstance(raw, dict):
-            continue
-        if raw.get("use", "sig") != "sig":
-            continue
-        ops = raw.get("key_ops")
-        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-            continue
-        kid = raw.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            continue
-        public = {k: v for k, v in raw.items() if k not in _PRIVATE_MEMBERS}
-        keys: dict[str, jwt.PyJWK] = {}
-        for alg in sorted(_key_algorithms(public) & allowed):
-            try:
-                key = jwt.PyJWK(public, alg)
-            except jwt.PyJWTError:
-                continue
-            if key.Algorithm.check_key_length(key.key) is not None:
-                continue  # e.g. RSA below 2048 bits: not a key we trust signatures from
-            keys[alg] = key
-        if not keys:
-            continue
-        usable.append(keys)
-        if kid is not None:
-            merged = by_kid.setdefault(kid, {})
-            for alg, key in keys.items():
-                merged.setdefault(alg, key)
-    if not usable:
-        raise ValueError(
-            f"the JWKS holds no usable signing key for algorithms {', '.join(sorted(allowed))}"
-        )
-    frozen = {kid: MappingProxyType(keys) for kid, keys in by_kid.items()}
-    sole = MappingProxyType(usable[0]) if len(usable) == 1 else None
-    return _KeySet(MappingProxyType(frozen), sole, len(usable))
-
-
 class _RemoteJwks:
     """A JWKS fetched from a URL: cached, refetched when stale or on an unknown kid.
 
@@ -205,7 +124,7 @@ class _RemoteJwks:
         self._cache_s = cache_s
         self._min_refresh_s = min_refresh_s
         self._allowed = allowed
-        self._keys: _KeySet | None = None
+        self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._attempts = 0
@@ -217,14 +136,14 @@ class _RemoteJwks:
         return self._attempts
 
     @property
-    def keys(self) -> _KeySet:
+    def keys(self) -> KeySet:
         assert self._keys is not None, "only called after current() succeeded"
         return self._keys
 
     def may_refetch(self) -> bool:
         return _monotonic() - self._attempted_at >= self._min_refresh_s
 
-    async def current(self, fetch: Fetch) -> _KeySet:
+    async def current(self, fetch: Fetch) -> KeySet:
         """Keys to verify with: refreshed if stale, the previous ones if a refresh fails."""
         if self._keys is None or _monotonic() - self._fetched_at >= self._cache_s:
             await self.refetch(fetch, self._attempts)
@@ -247,7 +166,7 @@ class _RemoteJwks:
             # the result, and a cancelled fetch leaves the next caller free to retry.
             try:
                 body = await fetch(self.url)
-                keys = _parse_jwks(json.loads(body), self._allowed)
+                keys = parse_jwks(json.loads(body), self._allowed)
             except Exception as e:  # any fetch failure must become a 401, never a 500
                 self._attempts += 1
                 self._attempted_at = _monotonic()
@@ -278,7 +197,7 @@ class _Issuer:
     config: JwtIssuerConfig
     algorithms: frozenset[str]
     options: Options
-    static: _KeySet | None
+    static: KeySet | None
     remote: _RemoteJwks | None
 
 
@@ -313,7 +232,7 @@ def _compile_issuer(config: JwtIssuerConfig) -> _Issuer:
     static = remote = None
     if config.jwks is not None:
         try:
-            static = _parse_jwks(config.jwks, algorithms)
+            static = parse_jwks(config.jwks, algorithms)
         except ValueError as e:
             raise ValueError(f"JWT issuer {name}: {e}") from None
     else:
@@ -387,13 +306,13 @@ class _Verified:
 
     principal: Principal
     issuer: _Issuer
-    keys: _KeySet  # the key set it verified under: replaced keys mean verifying again
+    keys: KeySet  # the key set it verified under: replaced keys mean verifying again
     not_before: float  # wall-clock seconds, leeway included, as PyJWT compares them
     expires: float
 
 
 def _verified(
-    claims: Mapping[str, Any], principal: Principal, issuer: _Issuer, keys: _KeySet
+    claims: Mapping[str, Any], principal: Principal, issuer: _Issuer, keys: KeySet
 ) -> _Verified:
     leeway = issuer.config.leeway_s
     starts = [
@@ -555,14 +474,14 @@ class JwtVerifier:
         self._verified.put(digest, _verified(claims, principal, issuer, keys))
         return principal
 
-    async def _keys(self, issuer: _Issuer) -> _KeySet:
+    async def _keys(self, issuer: _Issuer) -> KeySet:
         """The key set a token of this issuer would be verified with now."""
         if issuer.remote is None:
             assert issuer.static is not None
             return issuer.static
         return await issuer.remote.current(self._fetch)
 
-    async def _key(self, issuer: _Issuer, kid: str | None, alg: str) -> tuple[_KeySet, jwt.PyJWK]:
+    async def _key(self, issuer: _Issuer, kid: str | None, alg: str) -> tuple[KeySet, jwt.PyJWK]:
         name = issuer.config.issuer
         remote = issuer.remote
         if remote is None:
