@@ -8,7 +8,8 @@ state:
 - request side: list the offered tools from every field that can carry one,
   authorize each name (`ToolGate`), and, when one is forbidden, remove it from
   every field and re-encode the body;
-- reply side: find the tools a complete reply calls (`response_violations`).
+- reply side: find the tools a complete reply calls (the adapter's reply view, then
+  the gate).
 
 Run: .venv/bin/python bench/tools_bench.py [--calls N]
 """
@@ -33,7 +34,7 @@ from sidecar.adapters.anthropic import ADAPTER as ANTHROPIC
 from sidecar.adapters.base import Adapter
 from sidecar.adapters.openai import ADAPTER as OPENAI
 from sidecar.authz.context import CallContext
-from sidecar.authz.tools import ToolGate, response_violations
+from sidecar.authz.tools import ToolGate
 from sidecar.bundle.compile import load_snapshot
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.identity.principal import Principal
@@ -224,7 +225,10 @@ def main() -> int:
         raw = orjson.dumps(body)
         call = adapter.parse(path, orjson.dumps({"model": "gpt-4o", "messages": MESSAGES}))
         gate = ToolGate(snapshot.authorizer, PRINCIPAL, CallContext(call, PRINCIPAL))
-        samples = timed(lambda: response_violations(adapter, path, raw, gate), args.calls)  # noqa: B023
+        samples = timed(
+            lambda: gate.forbidden(adapter.reply_view(path, raw).tools),  # noqa: B023
+            args.calls,
+        )
         p50, p99 = p50_p99(samples)
         print(f"| {label} | {p50:.1f} | {p99:.1f} | {statistics.fmean(samples):.1f} |")
     return 0

@@ -82,8 +82,6 @@ class Codec(Protocol):
         """Ask a stream to report usage at its end; True when the body was changed."""
         ...
 
-    def usage_from_body(self, path: str, raw: bytes) -> Usage: ...
-
 
 def _no_texts(body: dict[str, Any]) -> list[Text]:
     return []

@@ -16,14 +16,14 @@ from sidecar.adapters.base import (
 )
 from sidecar.adapters.output import (
     AnthropicEditor,
-    StreamEditor,
     TextFilter,
     anthropic_reply_texts,
 )
-from sidecar.adapters.sse import SSEParser
+from sidecar.adapters.sse import SSEParser, StreamDecoder
 from sidecar.adapters.tool_names import dicts
 from sidecar.call import Call, Provider, Resource, Text, ToolCall, Usage
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.events import OPAQUE, EventEditor, Reading, ReplyView, StreamEvent
 
 OPERATIONS: dict[str, tuple[str, str]] = {
     "/v1/messages": ("chat", "llm.chat"),
@@ -154,13 +154,10 @@ class AnthropicAdapter:
         return b"event: error\ndata: " + self.error_body(error) + b"\n\n"
 
     def usage_from_body(self, path: str, raw: bytes) -> Usage:
+        return self.reply_view(path, raw).usage
+
+    def usage_of(self, path: str, body: dict[str, Any]) -> Usage:
         usage = Usage()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return usage
-        if not isinstance(body, dict):
-            return usage
         if path == "/v1/messages/count_tokens":
             usage.input_tokens = int_or_none(body.get("input_tokens"))
             return usage
@@ -170,6 +167,12 @@ class AnthropicAdapter:
 
     def stream_observer(self, path: str) -> AnthropicStreamObserver:
         return AnthropicStreamObserver()
+
+    def stream_decoder(self, path: str) -> StreamDecoder:
+        return StreamDecoder(AnthropicEvents())
+
+    def reply_view(self, path: str, raw: bytes) -> ReplyView:
+        return ReplyView(raw, path, self)
 
     tool_markers: tuple[bytes, ...] = (b"tool_use",)
 
@@ -181,7 +184,7 @@ class AnthropicAdapter:
     def scrub(self, path: str, body: dict[str, Any]) -> bool:
         return False  # Anthropic replies carry no per-token copies of the text
 
-    def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
+    def stream_editor(self, path: str, text_filter: TextFilter) -> EventEditor | None:
         return AnthropicEditor(text_filter) if path == "/v1/messages" else None
 
     def offers_tools(self, path: str, body: dict[str, Any]) -> bool:
@@ -201,15 +204,19 @@ class AnthropicAdapter:
         ]
 
     def event_tools(self, path: str, event: dict[str, Any]) -> list[str]:
-        block = event.get("content_block")
-        if (
-            event.get("type") == "content_block_start"
-            and isinstance(block, dict)
-            and block.get("type") in _CALL_BLOCKS
-            and isinstance(block.get("name"), str)
-        ):
-            return [block["name"]]
-        return []
+        return _event_tools(event)
+
+
+def _event_tools(event: dict[str, Any]) -> list[str]:
+    block = event.get("content_block")
+    if (
+        event.get("type") == "content_block_start"
+        and isinstance(block, dict)
+        and block.get("type") in _CALL_BLOCKS
+        and isinstance(block.get("name"), str)
+    ):
+        return [block["name"]]
+    return []
 
 
 def _observe_message(msg: dict[str, Any], usage: Usage) -> None:
@@ -261,6 +268,71 @@ class AnthropicStreamObserver:
                 if isinstance(delta, dict):
                     self.usage.add_finish_reason(delta.get("stop_reason"))
                 _observe_usage(obj.get("usage"), self.usage)
+
+
+_DELTA_FIELDS = {"text_delta": "text", "input_json_delta": "partial_json"}
+_STOP = Reading(finish=True)
+
+
+class AnthropicEvents:
+    """What Messages stream events mean (a `StreamDialect`); events are told by name."""
+
+    __slots__ = ()
+
+    def tools(self, event: StreamEvent) -> list[str]:
+        data = event.data
+        if data is None or b"tool_use" not in data:
+            return []
+        obj = event.obj
+        return _event_tools(obj) if obj is not None else []
+
+    def observe(self, event: StreamEvent, usage: Usage) -> None:
+        """As `AnthropicStreamObserver`: message_start and message_delta only."""
+        name = event.name
+        if name not in ("message_start", "message_delta"):
+            return
+        obj = event.obj
+        if obj is None:
+            return
+        if name == "message_start" and isinstance(obj.get("message"), dict):
+            _observe_message(obj["message"], usage)
+        elif name == "message_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                usage.add_finish_reason(delta.get("stop_reason"))
+            _observe_usage(obj.get("usage"), usage)
+
+    def text_chars(self, event: StreamEvent) -> int:
+        return event.reading.text_chars
+
+    def read(self, event: StreamEvent) -> Reading:
+        name = event.name
+        if name == "content_block_delta":
+            obj = event.obj
+            delta = obj.get("delta") if obj is not None else None
+            if not isinstance(delta, dict):
+                return OPAQUE
+            field = _DELTA_FIELDS.get(str(delta.get("type")))
+            piece = delta.get(field) if field is not None else None
+            if not isinstance(piece, str):
+                return OPAQUE
+            assert obj is not None
+            index = obj.get("index", 0)
+            if field == "text":
+                return Reading([(f"block {index}", piece)])
+            return Reading(args=[(f"tool call {index}", piece)])
+        if name == "message_stop":
+            return _STOP
+        if name in ("message_start", "message_delta"):
+            obj = event.obj
+            if obj is None:
+                return OPAQUE
+            holder = obj.get("message") if name == "message_start" else obj
+            usage = isinstance(holder, dict) and isinstance(holder.get("usage"), dict)
+            delta = obj.get("delta")
+            finish = isinstance(delta, dict) and delta.get("stop_reason") is not None
+            return Reading(usage=usage, finish=finish)
+        return OPAQUE
 
 
 ADAPTER = AnthropicAdapter()

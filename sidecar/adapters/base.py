@@ -1,13 +1,15 @@
-"""What every LLM adapter offers the server: parse, observe, and speak errors."""
+"""What every LLM adapter offers the server: parse, observe, decode, and speak errors."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sidecar.adapters.output import StreamEditor, TextFilter
+from sidecar.adapters.output import TextFilter
+from sidecar.adapters.sse import StreamDecoder
 from sidecar.adapters.strict_json import load_object as load_object  # the one body parse
 from sidecar.call import Call, Provider, Text, Usage
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.events import EventEditor, ReplyView
 from sidecar.names import fold
 
 
@@ -30,7 +32,21 @@ class Adapter(Protocol):
 
     def usage_from_body(self, path: str, raw: bytes) -> Usage: ...
 
-    def stream_observer(self, path: str) -> StreamObserver: ...
+    def usage_of(self, path: str, body: dict[str, Any]) -> Usage:
+        """Usage, ids and finish reasons of a parsed plain reply."""
+        ...
+
+    def stream_observer(self, path: str) -> StreamObserver:
+        """Usage from the raw bytes, for a stream no response stage decodes."""
+        ...
+
+    def stream_decoder(self, path: str) -> StreamDecoder:
+        """Decodes a stream's whole events once for the response stages, learning usage."""
+        ...
+
+    def reply_view(self, path: str, raw: bytes) -> ReplyView:
+        """The one view of a plain reply the response stages share."""
+        ...
 
     def offers_tools(self, path: str, body: dict[str, Any]) -> bool:
         """Whether the request may give the model tools: a key test, so a request without
@@ -59,8 +75,8 @@ class Adapter(Protocol):
         """The texts of a plain reply and its tool calls' arguments, each with its place."""
         ...
 
-    def stream_editor(self, path: str, text_filter: TextFilter) -> StreamEditor | None:
-        """An editor that passes a stream's text deltas through the output stage."""
+    def stream_editor(self, path: str, text_filter: TextFilter) -> EventEditor | None:
+        """An editor that passes a stream's decoded text deltas through the output stage."""
         ...
 
     def scrub(self, path: str, body: dict[str, Any]) -> bool:

@@ -6,7 +6,9 @@ places in the parsed body, so a redaction rewrites exactly those strings. For
 a stream they pass each text delta through a `TextFilter` (which holds back
 what may still be an entity and redacts what is complete) and rewrite only
 the events whose text changed; the held-back rest of a text goes out before
-the event that ends it, as one more delta of the same kind.
+the event that ends it, as one more delta of the same kind. Editors read the
+events the adapter decoded (each parsed once, shared with the other response
+stages) and mark the ones they change; the adapter encodes only those.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from sidecar.adapters.sse import Event, SSEParser
 from sidecar.call import Text
+from sidecar.events import StreamEvent, ToolTexts
 from sidecar.guards.finding import Finding
 
 Edit = tuple[Finding, Any]  # a finding and the redaction operator that replaces it
@@ -29,19 +31,6 @@ class TextFilter(Protocol):
     def feed(self, channel: str, piece: str, *, tool: str | None = None) -> str: ...
 
     def end(self, channel: str, *, tool: str | None = None) -> str: ...
-
-
-class StreamEditor(Protocol):
-    def feed(self, events: bytes) -> bytes:
-        """Complete SSE events in, the events to send out."""
-        ...
-
-    def close(self) -> bytes:
-        """The stream ended: whatever is still held, as events."""
-        ...
-
-
-ToolTexts = list[tuple[str, Text]]
 
 
 class _JsonSlot:
@@ -118,7 +107,7 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
             args = Text("tool_call", legacy["arguments"], legacy, "arguments")
             calls.append((str(legacy.get("name")), args))
         for tc in message.get("tool_calls") or ():
-            fn, key = _call_body(tc)
+            fn, key = call_body(tc)
             if fn is not None and isinstance(fn.get(key), str):
                 calls.append((str(fn.get("name")), Text("tool_call", fn[key], fn, key)))
     for item in body.get("output") or ():  # /v1/responses
@@ -137,7 +126,7 @@ def openai_reply_texts(path: str, body: dict[str, Any]) -> tuple[list[Text], Too
     return texts, calls
 
 
-def _call_body(tc: object) -> tuple[dict[str, Any] | None, str]:
+def call_body(tc: object) -> tuple[dict[str, Any] | None, str]:
     """A chat tool call's named part and the key of its input: a function's `arguments`
     (JSON) or a custom tool's free-form `input`."""
     if not isinstance(tc, dict):
@@ -180,35 +169,32 @@ def anthropic_reply_texts(body: dict[str, Any]) -> tuple[list[Text], ToolTexts]:
 # --- streams ---------------------------------------------------------------------------
 
 
-def _sse(data: Any, event: str = "") -> bytes:
-    head = f"event: {event}\n".encode() if event else b""
-    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+def _sse(data: dict[str, Any], event: str = "") -> list[StreamEvent]:
+    """A new event (held-back text let out), as a one-event list to add to the output."""
+    return [StreamEvent.added(data, event)]
 
 
-def _raw(event: Event) -> bytes:
-    head = f"event: {event.event}\n".encode() if event.event else b""
-    lines = event.data.split(b"\n")
-    return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+def _edited(event: StreamEvent) -> StreamEvent:
+    event.edit()
+    return event
 
 
 class _Base:
-    """Parses the events; subclasses rewrite them (`_handle`) and flush held text (`_finish`)."""
+    """Subclasses rewrite decoded events (`_handle`) and flush held text (`_finish`)."""
 
     def __init__(self, filter_: TextFilter) -> None:
         self._filter = filter_
-        self._parser = SSEParser()
 
-    def feed(self, events: bytes) -> bytes:
-        return self._handle(self._parser.feed(events))
+    def feed(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        return self._handle(events)
 
-    def close(self) -> bytes:
-        # The parser may still hold a last event (a stream ending in a lone CR).
-        return self._handle(self._parser.close()) + self._finish()
+    def close(self) -> list[StreamEvent]:
+        return self._finish()
 
-    def _handle(self, events: list[Event]) -> bytes:
+    def _handle(self, events: list[StreamEvent]) -> list[StreamEvent]:
         raise NotImplementedError
 
-    def _finish(self) -> bytes:
+    def _finish(self) -> list[StreamEvent]:
         raise NotImplementedError
 
 
@@ -223,20 +209,16 @@ class OpenAIChatEditor(_Base):
         self._custom: set[str] = set()  # channels of custom tools, whose input is free text
         self._envelope: dict[str, Any] | None = None
 
-    def _handle(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
+    def _handle(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
         for event in events:
-            if event.data.strip() == b"[DONE]":
-                out.append(self._finish())
-                out.append(_raw(event))
+            if event.data is not None and event.data.strip() == b"[DONE]":
+                out += self._finish()
+                out.append(event)
                 continue
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                out.append(_raw(event))
-                continue
-            if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
-                out.append(_raw(event))
+            chunk = event.obj
+            if chunk is None or not isinstance(chunk.get("choices"), list):
+                out.append(event)
                 continue
             if self._envelope is None:
                 self._envelope = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
@@ -244,8 +226,8 @@ class OpenAIChatEditor(_Base):
             for choice in chunk["choices"]:
                 if isinstance(choice, dict):
                     changed |= self._choice(choice)
-            out.append(_sse(chunk, event.event) if changed else _raw(event))
-        return b"".join(out)
+            out.append(_edited(event) if changed else event)
+        return out
 
     def _choice(self, choice: dict[str, Any]) -> bool:
         index = choice.get("index", 0)
@@ -281,7 +263,7 @@ class OpenAIChatEditor(_Base):
         return changed
 
     def _tool_delta(self, index: int, tc: Any, open_: set[str]) -> bool:
-        fn, key = _call_body(tc)
+        fn, key = call_body(tc)
         if fn is None:
             return False
         channel = f"tool call {index}:{tc.get('index', 0)}"
@@ -331,9 +313,9 @@ class OpenAIChatEditor(_Base):
                     changed = True
         return changed
 
-    def _finish(self) -> bytes:
+    def _finish(self) -> list[StreamEvent]:
         """Choices that never sent a finish_reason: their rest goes out in one more chunk."""
-        out: list[bytes] = []
+        out: list[StreamEvent] = []
         for index in sorted(self._open):
             choice: dict[str, Any] = {"index": index, "finish_reason": None}
             if index in self._legacy:
@@ -342,9 +324,9 @@ class OpenAIChatEditor(_Base):
                 choice["delta"] = {}
             if self._end_choice(index, choice):
                 chunk = {**(self._envelope or {}), "choices": [choice]}
-                out.append(_sse(chunk))
+                out += _sse(chunk)
         self._open.clear()
-        return b"".join(out)
+        return out
 
 
 class AnthropicEditor(_Base):
@@ -354,60 +336,59 @@ class AnthropicEditor(_Base):
         super().__init__(filter_)
         self._blocks: dict[int, tuple[str, str | None]] = {}  # index -> (kind, tool name)
 
-    def _handle(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
+    def _handle(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
         for event in events:
-            kind = event.event
+            kind = event.name
             if kind not in ("content_block_start", "content_block_delta", "content_block_stop"):
-                out.append(_raw(event))
+                out.append(event)
                 continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                out.append(_raw(event))
+            data = event.obj
+            if data is None:
+                out.append(event)
                 continue
-            index = data.get("index", 0) if isinstance(data, dict) else 0
+            index = data.get("index", 0)
             if kind == "content_block_start":
                 block = data.get("content_block") or {}
                 if block.get("type") == "tool_use":
                     self._blocks[index] = ("tool", str(block.get("name")))
                 elif block.get("type") == "text":
                     self._blocks[index] = ("text", None)
-                out.append(_raw(event))
+                out.append(event)
             elif kind == "content_block_delta":
                 out.append(self._delta(event, data, index))
             else:
-                out.append(self._stop(index))
-                out.append(_raw(event))
-        return b"".join(out)
+                out += self._stop(index)
+                out.append(event)
+        return out
 
     def _channel(self, index: int) -> tuple[str, str | None]:
         kind, tool = self._blocks.get(index, ("text", None))
         return (f"tool call {index}" if kind == "tool" else f"block {index}"), tool
 
-    def _delta(self, event: Event, data: dict[str, Any], index: int) -> bytes:
+    def _delta(self, event: StreamEvent, data: dict[str, Any], index: int) -> StreamEvent:
         delta = data.get("delta") or {}
         field = {"text_delta": "text", "input_json_delta": "partial_json"}.get(
             str(delta.get("type"))
         )
         if field is None or not isinstance(delta.get(field), str):
-            return _raw(event)
+            return event
         channel, tool = self._channel(index)
         self._blocks.setdefault(index, ("text", None))
         new = self._filter.feed(channel, delta[field], tool=tool)
         if new == delta[field]:
-            return _raw(event)
+            return event
         delta[field] = new
-        return _sse(data, event.event)
+        return _edited(event)
 
-    def _stop(self, index: int) -> bytes:
+    def _stop(self, index: int) -> list[StreamEvent]:
         if index not in self._blocks:
-            return b""
+            return []
         channel, tool = self._channel(index)
         kind = self._blocks.pop(index)[0]
         rest = self._filter.end(channel, tool=tool)
         if not rest:
-            return b""
+            return []
         delta_type, field = (
             ("input_json_delta", "partial_json")
             if kind == "tool"
@@ -425,8 +406,8 @@ class AnthropicEditor(_Base):
             "content_block_delta",
         )
 
-    def _finish(self) -> bytes:
-        return b"".join(self._stop(index) for index in sorted(self._blocks))
+    def _finish(self) -> list[StreamEvent]:
+        return [e for index in sorted(self._blocks) for e in self._stop(index)]
 
 
 # Responses items calling a tool whose input the tool guards read, and the events carrying it.
@@ -458,29 +439,25 @@ class OpenAIResponsesEditor(_Base):
         self._custom: set[str] = set()  # channels of custom tools, whose input is free text
         self._open: set[str] = set()
 
-    def _handle(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
+    def _handle(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
         for event in events:
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                out.append(_raw(event))
+            data = event.obj
+            if data is None:
+                out.append(event)
                 continue
-            if not isinstance(data, dict):
-                out.append(_raw(event))
-                continue
-            out.append(self._event(event, data))
-        return b"".join(out)
+            out += self._event(event, data)
+        return out
 
     @staticmethod
     def _text_channel(data: dict[str, Any]) -> str:
         return f"output {data.get('output_index', 0)}:{data.get('content_index', 0)}"
 
-    def _event(self, event: Event, data: dict[str, Any]) -> bytes:
+    def _event(self, event: StreamEvent, data: dict[str, Any]) -> list[StreamEvent]:
         kind = data.get("type")
         if data.get("logprobs"):
             data["logprobs"] = []  # token copies of the text; they would carry what is redacted
-            event = Event(event.event, orjson.dumps(data))
+            event.edit()
         if kind == "response.output_item.added":
             item = data.get("item") or {}
             if item.get("type") in _CALL_ITEMS:
@@ -488,32 +465,32 @@ class OpenAIResponsesEditor(_Base):
                 self._tools[channel] = str(item.get("name"))
                 if item.get("type") == "custom_tool_call":
                     self._custom.add(channel)
-            return _raw(event)
+            return [event]
         if kind == "response.output_text.delta":
-            return self._delta(event, data, self._text_channel(data), None)
+            return [self._delta(event, data, self._text_channel(data), None)]
         if kind in _ARGUMENT_DELTAS:
             channel = f"args {data.get('output_index', 0)}"
-            return self._delta(event, data, channel, self._tools.get(channel, "?"))
+            return [self._delta(event, data, channel, self._tools.get(channel, "?"))]
         if kind == "response.output_text.done":
             channel = self._text_channel(data)
             pre = self._end_channel(channel, data, None, "response.output_text.delta")
             data["text"] = self._full(channel, data.get("text"), None)
-            return pre + _sse(data, event.event)
+            return [*pre, _edited(event)]
         if kind in _ARGUMENT_DONES:
             channel = f"args {data.get('output_index', 0)}"
             field, delta_type = _ARGUMENT_DONES[kind]
             pre = self._end_channel(channel, data, self._tools.get(channel, "?"), delta_type)
             data[field] = self._full(channel, data.get(field), self._tools.get(channel, "?"))
-            return pre + _sse(data, event.event)
+            return [*pre, _edited(event)]
         if kind == "response.content_part.done":
             part = data.get("part") or {}
             if isinstance(part.get("text"), str):
                 part["text"] = self._full(self._text_channel(data), part["text"], None)
-                return _sse(data, event.event)
-            return _raw(event)
+                return [_edited(event)]
+            return [event]
         if kind == "response.output_item.done":
             self._rewrite_item(data.get("item"), data.get("output_index", 0))
-            return _sse(data, event.event)
+            return [_edited(event)]
         if kind in ("response.completed", "response.incomplete", "response.failed"):
             # Channels never closed by a *.done event let their held text out first,
             # so the full copies below and the deltas before them agree.
@@ -521,30 +498,32 @@ class OpenAIResponsesEditor(_Base):
             response = data.get("response") or {}
             for i, item in enumerate(response.get("output") or ()):
                 self._rewrite_item(item, i)
-            return pre + _sse(data, event.event)
-        return _raw(event)
+            return [*pre, _edited(event)]
+        return [event]
 
-    def _delta(self, event: Event, data: dict[str, Any], channel: str, tool: str | None) -> bytes:
+    def _delta(
+        self, event: StreamEvent, data: dict[str, Any], channel: str, tool: str | None
+    ) -> StreamEvent:
         piece = data.get("delta")
         if not isinstance(piece, str) or not piece:
-            return _raw(event)
+            return event
         self._open.add(channel)
         new = self._filter.feed(channel, piece, tool=tool)
         self._released.setdefault(channel, []).append(new)
         if new == piece:
-            return _raw(event)
+            return event
         data["delta"] = new
-        return _sse(data, event.event)
+        return _edited(event)
 
     def _end_channel(
         self, channel: str, data: dict[str, Any], tool: str | None, delta_type: str
-    ) -> bytes:
+    ) -> list[StreamEvent]:
         if channel not in self._open:
-            return b""
+            return []
         self._open.discard(channel)
         rest = self._filter.end(channel, tool=tool)
         if not rest:
-            return b""
+            return []
         self._released.setdefault(channel, []).append(rest)
         extra = {
             k: v
@@ -553,8 +532,8 @@ class OpenAIResponsesEditor(_Base):
         }
         return _sse({"type": delta_type, **extra, "delta": rest}, delta_type)
 
-    def _end_open_channels(self) -> bytes:
-        out: list[bytes] = []
+    def _end_open_channels(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
         for channel in sorted(self._open):
             kind, _, where = channel.partition(" ")
             output_index, _, content_index = where.partition(":")
@@ -566,11 +545,11 @@ class OpenAIResponsesEditor(_Base):
                     if channel in self._custom
                     else "response.function_call_arguments.delta"
                 )
-                out.append(self._end_channel(channel, data, tool, delta_type))
+                out += self._end_channel(channel, data, tool, delta_type)
             else:
                 data["content_index"] = int(content_index or 0)
-                out.append(self._end_channel(channel, data, None, "response.output_text.delta"))
-        return b"".join(out)
+                out += self._end_channel(channel, data, None, "response.output_text.delta")
+        return out
 
     def _full(self, channel: str, text: Any, tool: str | None) -> Any:
         """The whole text of a channel as released; one that came with no deltas is
@@ -602,12 +581,12 @@ class OpenAIResponsesEditor(_Base):
                 if part.get("logprobs"):
                     part["logprobs"] = []
 
-    def _finish(self) -> bytes:
-        out: list[bytes] = []
+    def _finish(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
         for channel in sorted(self._open):
             tool = self._tools.get(channel) if channel.startswith("args") else None
             rest = self._filter.end(channel, tool=tool)
             if rest:
-                out.append(_sse({"type": "response.output_text.delta", "delta": rest}))
+                out += _sse({"type": "response.output_text.delta", "delta": rest})
         self._open.clear()
-        return b"".join(out)
+        return out

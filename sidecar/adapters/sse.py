@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
 
 from sidecar.bounds import DEFAULT_MAX_EVENT_BYTES
+from sidecar.call import Usage
+from sidecar.events import Dialect, StreamEvent
 
 # Every CR or LF in an event stream ends a line (CRLF ends one), so a blank line is two
 # line ends in a row, and two line ends in a row always hold one of the pairs LF LF, LF CR
@@ -47,6 +52,15 @@ def last_event_end(data: bytes) -> int:
 
 def split_events(data: bytes) -> list[bytes]:
     """Whole events in, each event's own bytes out (what follows the last one too)."""
+    if b"\r" not in data:  # LF only, as nearly every upstream sends: let C split
+        parts = data.split(b"\n\n")
+        rest = parts.pop()
+        if len(parts) == 1:
+            return [data] if not rest else [parts[0] + b"\n\n", rest]
+        events = [part + b"\n\n" for part in parts]
+        if rest:
+            events.append(rest)
+        return events
     pieces: list[bytes] = []
     start = 0
     for found in _BLANK_LINE.finditer(data):
@@ -55,6 +69,83 @@ def split_events(data: bytes) -> list[bytes]:
     if start < len(data):
         pieces.append(data[start:])
     return pieces
+
+
+def event_fields(raw: bytes) -> tuple[str, bytes | None]:
+    """One whole event's name and data, from its own bytes (as `split_events` cuts them).
+
+    The data is None when the event has no data line (a comment, a keep-alive):
+    such an event dispatches nothing.
+    """
+    if raw.startswith(b"data: ") and raw.endswith(b"\n\n"):
+        end = raw.find(b"\n")
+        if end == len(raw) - 2 and b"\r" not in raw:  # the common event: one data line
+            return "", raw[6:end]
+    name = ""
+    data: list[bytes] = []
+    for line in raw.splitlines():
+        if line.startswith(b"data"):
+            value = line[4:]
+            if value[:1] == b":":
+                data.append(value[2:] if value[1:2] == b" " else value[1:])
+            elif not value:
+                data.append(b"")
+        elif line.startswith(b"event:"):
+            value = line[6:]
+            name = (value[1:] if value[:1] == b" " else value).decode("utf-8", "replace")
+    if not data:
+        return name, None
+    return name, data[0] if len(data) == 1 else b"\n".join(data)
+
+
+def encode_event(event: StreamEvent) -> bytes:
+    """An event a stage changed or added, as event-stream bytes."""
+    head = f"event: {event.name}\n".encode() if event.name else b""
+    return head + b"data: " + orjson.dumps(event.obj) + b"\n\n"
+
+
+class StreamDecoder:
+    """Whole events in, each decoded once into a `StreamEvent`; and back to bytes.
+
+    The provider's `Dialect` says what each event means and learns usage as
+    events pass (the stream observer's work, on the same parse the other
+    stages share).
+    """
+
+    __slots__ = ("_dialect", "usage")
+
+    def __init__(self, dialect: StreamDialect) -> None:
+        self._dialect = dialect
+        self.usage = Usage()
+
+    def decode(self, events: bytes) -> list[StreamEvent]:
+        dialect, usage = self._dialect, self.usage
+        out: list[StreamEvent] = []
+        for raw in split_events(events):
+            name, data = event_fields(raw)
+            event = StreamEvent(raw, name, data, dialect)
+            if data is not None:
+                dialect.observe(event, usage)
+            out.append(event)
+        return out
+
+    @staticmethod
+    def encode(events: list[StreamEvent], original: bytes, decoded: int) -> bytes:
+        """The bytes to send for `events`: `original` itself when no stage changed any
+        of the `decoded` events it held; else each event's own bytes unless changed."""
+        if len(events) == decoded:
+            for e in events:
+                if e.edited or e.dropped:
+                    break
+            else:
+                return original
+        return b"".join([encode_event(e) if e.edited else e.raw for e in events if not e.dropped])
+
+
+class StreamDialect(Dialect, Protocol):
+    """A dialect that also learns the stream's usage, ids and finish reasons."""
+
+    def observe(self, event: StreamEvent, usage: Usage) -> None: ...
 
 
 def parse_events(data: bytes) -> list[Event]:

@@ -4,12 +4,14 @@ The offer stage authorizes each offered tool (Cedar action `tool.call` on
 `Sidecar::Tool`) and removes the forbidden ones, or refuses the call, as the
 bundle says. The gate stage refuses a plain reply that proposes a call to a
 forbidden tool; for streams the relay asks the same gate, event by event.
+Which tools a reply proposes is the adapter's reading (the reply's view, or
+the decoded stream events); the gate only decides names.
 """
 
 from __future__ import annotations
 
 from sidecar.authz.context import CallContext
-from sidecar.authz.tools import ToolGate, response_violations
+from sidecar.authz.tools import ToolGate
 from sidecar.chain.exchange import Exchange
 from sidecar.chain.stage import PlainReply, Stage
 from sidecar.errors import ErrorKind, SidecarError
@@ -49,7 +51,7 @@ class ToolCallGate(Stage):
     def reply(self, ex: Exchange, reply: PlainReply) -> None:
         if ex.tool_gate is None or ex.call is None:
             return
-        violations = response_violations(ex.codec, ex.call.path, reply.body, ex.tool_gate)
+        violations = ex.tool_gate.forbidden(reply.view(ex.codec, ex.call.path).tools)
         if violations:
             raise blocked_tool_call(ex, violations)
 

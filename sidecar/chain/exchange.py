@@ -14,6 +14,7 @@ from opentelemetry.trace import Span
 
 from sidecar.call import Call, Usage
 from sidecar.errors import SidecarError
+from sidecar.events import ReplyView
 
 if TYPE_CHECKING:
     from sidecar.authz.authorize import Decision
@@ -57,7 +58,7 @@ class Exchange:
     drop_usage_chunk: bool = False  # limits: usage was asked for on the sidecar's behalf
     limit_refused: str | None = None  # limits: the rule that refused the call
     relay_started: bool = False  # forward: the stream relay ran (and closes its own books)
-    reply_body: tuple[Any, bytes] | None = None  # forward: a plain success, before output stages
+    reply_body: ReplyView | None = None  # forward: a plain success, as the reply stages view it
     attempts: int = 0  # forward: upstream attempts, retries and fallbacks included
     deadline_s: float | None = None  # forward: the call's total deadline, when one applies
 
@@ -99,6 +100,6 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     error_type: str | None = None
     elapsed: float = 0.0
-    # A plain reply's body and the codec that reads it: usage is read from it after the
-    # reply is on the wire, not before.
-    body: tuple[Any, bytes] | None = None
+    # A plain reply, as the reply stages viewed it: usage is read from it after the
+    # reply is on the wire, not before (parsed then, if no stage parsed it).
+    body: ReplyView | None = None

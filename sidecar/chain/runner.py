@@ -124,9 +124,8 @@ class Chain:
         asyncio.get_running_loop().call_soon(self.complete_now, ex, outcome)
 
     def complete_now(self, ex: Exchange, outcome: Outcome) -> None:
-        if outcome.body is not None and ex.call is not None:
-            codec, raw = outcome.body  # a plain reply: what it reports of itself
-            outcome.usage = codec.usage_from_body(ex.call.path, raw)
+        if outcome.body is not None:
+            outcome.usage = outcome.body.usage  # a plain reply: what it reports of itself
         for stage in self._complete:
             try:
                 stage.complete(ex, outcome)

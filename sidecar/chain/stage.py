@@ -6,7 +6,8 @@ In the style of Envoy's filter chain, every hook is optional:
   `SidecarError` (the typed refusal: its kind decides the status the caller
   sees) and may record edits on the `Call`;
 * `reply` sees a plain reply once, before it goes out; it may refuse it or
-  rewrite it through the `PlainReply` it is handed;
+  rewrite it through the `PlainReply` it is handed (whose one `ReplyView`
+  every hook shares: the body is parsed at most once);
 * `complete` always runs once the call has ended, whatever way it ended,
   after the reply is on the wire (settlement, accounting).
 
@@ -24,22 +25,46 @@ from opentelemetry.trace import Span
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.chain.exchange import Exchange, Outcome
 from sidecar.errors import SidecarError
+from sidecar.events import ReplyReader, ReplyView
 
 Refusal = SidecarError  # what a hook raises to stop the call
 
 
 class PlainReply:
-    """A whole reply body, seen by every reply hook; re-encoded only if one edited it."""
+    """A whole reply body, seen by every reply hook; re-encoded only if one edited it.
 
-    __slots__ = ("body", "changed")
+    Hooks that read what the reply says share its one view (`view()`), made by
+    the surface's adapter, so the body is parsed once however many read it; a
+    hook that edits the parsed body marks the view, and `body` encodes it then.
+    """
 
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.changed = False
+    __slots__ = ("_body", "_changed", "_view")
+
+    def __init__(self, body: bytes, view: ReplyView | None = None) -> None:
+        self._body = body
+        self._changed = False
+        self._view = view
+
+    def view(self, reader: ReplyReader, path: str) -> ReplyView:
+        view = self._view
+        if view is None:
+            view = self._view = ReplyView(self._body, path, reader)
+        return view
+
+    @property
+    def body(self) -> bytes:
+        view = self._view
+        return view.encode() if view is not None and view.edited else self._body
+
+    @property
+    def changed(self) -> bool:
+        return self._changed or (self._view is not None and self._view.edited)
 
     def replace(self, body: bytes) -> None:
-        self.body = body
-        self.changed = True
+        """A new body altogether: views of the old one no longer apply."""
+        self._body = body
+        self._changed = True
+        self._view = None
 
 
 class Stage:

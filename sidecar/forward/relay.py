@@ -1,11 +1,14 @@
 """The stream relay: upstream bytes through the response stages to the caller.
 
 Without a response stage (no tool gate, no output guard, no usage chunk to
-drop) the upstream's own bytes go out, only held back to whole events. With
-one, chunks are cut at event boundaries first, so a forbidden call or a
-finding is acted on before any of its bytes go out; a block ends the stream
-with a provider-shaped error event. What the call cost and how it ended go
-to `on_end`, whatever way the stream stops.
+drop, no budget charging the text) the upstream's own bytes go out, only held
+back to whole events, and a cheap observer learns usage. With one, each run
+of whole events is decoded once by the adapter, the stages read (and may
+mark) the decoded events, and the adapter encodes them again: the original
+bytes for every event no stage changed. A forbidden call or a finding is
+acted on before any of its bytes go out; a block ends the stream with a
+provider-shaped error event. What the call cost and how it ended go to
+`on_end`, whatever way the stream stops.
 """
 
 from __future__ import annotations
@@ -17,28 +20,39 @@ from dataclasses import dataclass
 from opentelemetry.trace import Span
 
 from sidecar.adapters.base import Adapter
-from sidecar.adapters.output import StreamEditor
 from sidecar.adapters.sse import EventFramer, EventTooLarge
-from sidecar.authz.tools import ToolGate, stream_violations
+from sidecar.authz.tools import ToolGate
 from sidecar.bounds import ResponseBounds, oversize
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.call import Call, Usage
 from sidecar.errors import SidecarError
+from sidecar.events import EventEditor, StreamEvent
 from sidecar.forward.attempt import end_attempt, end_error
 from sidecar.forward.failures import upstream_failure
 from sidecar.limits.limiter import Admission
-from sidecar.limits.streams import streamed_text_chars, without_usage_chunks
 from sidecar.upstream.base import UpstreamResponse
 
 
 @dataclass(slots=True)
 class ResponseStages:
-    """The stages a streamed response passes, as the call's earlier stages left them."""
+    """The stages a streamed response passes, as the call's earlier stages left them.
+
+    Each reads the adapter's decoded events; with none of them the stream is
+    not decoded at all.
+    """
 
     gate: ToolGate | None = None  # the tool gate, when the request offered tools
-    editor: StreamEditor | None = None  # the output guards, when the bundle has them
+    editor: EventEditor | None = None  # the output guards, when the bundle has them
     drop_usage: bool = False  # usage was asked for upstream on the sidecar's behalf
     spend: Admission | None = None  # a limit that charges the text produced
+
+    def active(self, ok: bool) -> bool:
+        """Whether any stage reads a stream with this status (`ok`: a 2xx)."""
+        return (
+            (ok and (self.gate is not None or self.drop_usage))
+            or self.editor is not None
+            or self.spend is not None
+        )
 
 
 class Oversize(Exception):
@@ -63,7 +77,7 @@ async def relay(
     on_first_chunk: Callable[[], None],
     on_end: Callable[[Usage, str | None, SidecarError | None], None],
 ) -> AsyncIterator[bytes]:
-    """Pass each chunk on as it arrives, learning usage on the way.
+    """Pass each run of whole events on as it arrives, learning usage on the way.
 
     `blocked` words the error for forbidden tool calls; `on_start` runs when the
     caller first asks for a chunk (a stream never asked for has no books to
@@ -71,7 +85,6 @@ async def relay(
     and the output guards' error.
     """
     on_start()
-    observer = adapter.stream_observer(call.path)
     first = True
     error_type: str | None = None if resp.status < 400 else str(resp.status)
     ok = resp.status < 300
@@ -79,10 +92,12 @@ async def relay(
     editor = stages.editor
     spend = stages.spend
     drop_usage = stages.drop_usage and ok
-    aligned = gate is not None or editor is not None or drop_usage
+    decoder = adapter.stream_decoder(call.path) if stages.active(ok) else None
+    observer = adapter.stream_observer(call.path) if decoder is None else None
     max_event, max_total = bounds.max_event_bytes, bounds.max_response_bytes
-    aligner = EventFramer(max_event) if aligned else None
-    held = EventFramer(max_event)
+    # Only whole events go out: a stream that breaks mid-event then ends with an error
+    # event the SDK can still read, and a stage acts on an event before any of it leaves.
+    framer = EventFramer(max_event)
     guard_error: SidecarError | None = None
     received = 0  # bytes from the upstream
     try:
@@ -90,26 +105,33 @@ async def relay(
             received += len(chunk)
             if received > max_total:
                 raise Oversize("a response", max_total)
-            observer.feed(chunk)
-            if aligner is None:
-                # Pass whole events only (one search per chunk): a stream that breaks
-                # mid-event then ends with an error event the SDK can still read.
-                chunk = held.feed(chunk)
+            if observer is not None:
+                observer.feed(chunk)
+                chunk = framer.feed(chunk)  # one search per chunk
                 if not chunk:
                     continue
-            else:
-                chunk = aligner.feed(chunk)
-                violations = stream_violations(adapter, call.path, chunk, gate) if gate else []
-                if violations:
-                    err = blocked(violations)
-                    error_type = "tool_call_blocked"
-                    end_error(attempt, None, err.message)
-                    resp.close()
-                    yield adapter.stream_error(err)
-                    return
-                if editor is not None and chunk:
+            elif decoder is not None:
+                chunk = framer.feed(chunk)
+                if not chunk:
+                    continue
+                events = decoder.decode(chunk)  # usage is learnt here, on the same parse
+                decoded = len(events)
+                if gate is not None:
+                    violations = gate.forbidden([name for e in events for name in e.tools])
+                    if violations:
+                        err = blocked(violations)
+                        error_type = "tool_call_blocked"
+                        end_error(attempt, None, err.message)
+                        resp.close()
+                        yield adapter.stream_error(err)
+                        return
+                if spend is not None:
+                    # What the model generated, before any redaction: what the provider bills.
+                    for event in events:
+                        spend.produced_chars += event.text_chars
+                if editor is not None:
                     try:
-                        chunk = editor.feed(chunk)
+                        events = editor.feed(events)
                     except SidecarError as err:
                         guard_error = err
                         error_type = "guard_blocked"
@@ -117,31 +139,31 @@ async def relay(
                         resp.close()
                         yield adapter.stream_error(err)
                         return
-                if drop_usage and chunk:
-                    chunk = without_usage_chunks(chunk)
+                if drop_usage:
+                    _drop_usage_chunks(events)
+                chunk = decoder.encode(events, chunk, decoded)
                 if not chunk:
                     continue
-            if spend is not None:
-                spend.produced_chars += streamed_text_chars(chunk)
             if first:
                 first = False
                 on_first_chunk()
             yield chunk
-        if held.size:
-            yield held.flush()  # the upstream ended without closing its last event
-        if aligner is not None:
-            rest = aligner.flush()
-            if editor is not None:
-                try:
-                    rest = editor.feed(rest) + editor.close()
-                except SidecarError as err:
-                    guard_error = err
-                    error_type = "guard_blocked"
-                    rest = adapter.stream_error(err)
-            if drop_usage and rest:
-                rest = without_usage_chunks(rest)
-            if rest:
-                yield rest
+        rest = framer.flush()  # an event the upstream never ended
+        if decoder is not None and editor is not None:
+            # The caller's parser drops an event that never ended, and the guards never
+            # read it: it does not go out. What the guards still hold does.
+            try:
+                rest = decoder.encode(editor.close(), b"", 0)
+            except SidecarError as err:
+                guard_error = err
+                error_type = "guard_blocked"
+                rest = adapter.stream_error(err)
+        elif decoder is not None and drop_usage and rest:
+            events = decoder.decode(rest)
+            _drop_usage_chunks(events)
+            rest = decoder.encode(events, rest, len(events))
+        if rest:
+            yield rest
         resp.release()
         end_attempt(attempt, resp.status)
     except (GeneratorExit, asyncio.CancelledError):
@@ -164,4 +186,12 @@ async def relay(
         resp.close()
         yield adapter.stream_error(failure)
     finally:
-        on_end(observer.usage, error_type, guard_error)
+        usage = decoder.usage if decoder is not None else observer.usage if observer else Usage()
+        on_end(usage, error_type, guard_error)
+
+
+def _drop_usage_chunks(events: list[StreamEvent]) -> None:
+    """The usage-only chunk the sidecar asked for on the caller's behalf stays here."""
+    for event in events:
+        if event.data is not None and b'"usage"' in event.data and event.usage_only:
+            event.drop()

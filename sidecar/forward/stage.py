@@ -17,7 +17,6 @@ from multidict import CIMultiDict
 from opentelemetry.trace import Span
 
 from sidecar.adapters.base import Adapter
-from sidecar.adapters.output import StreamEditor
 from sidecar.authz.tool_stages import blocked_tool_call
 from sidecar.bounds import ResponseBounds, read_bounded
 from sidecar.call import Call, Usage
@@ -26,6 +25,7 @@ from sidecar.chain.runner import Chain, Spans
 from sidecar.chain.stage import PlainReply, Stage
 from sidecar.error_pages import is_api_error, page_error
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.events import EventEditor
 from sidecar.forward.attempt import Answer, UpstreamAttempt, end_attempt, end_error, streams
 from sidecar.forward.executor import Executor, Failure, targets_for, total_timeout
 from sidecar.forward.failures import upstream_failure
@@ -124,19 +124,20 @@ class Forward(Stage):
             err = page_error(spec.name, resp.status, ctype, body)
             body = adapter.error_body(err)
             down["content-type"] = "application/json"
-        is_json = resp.status < 300
-        if is_json:
-            ex.reply_body = (adapter, body)
-            reply = PlainReply(body)
+        view = None
+        if resp.status < 300:
+            view = ex.reply_body = adapter.reply_view(call.path, body)
+            reply = PlainReply(body, view)
             await chain.reply(ex, reply)
             body = reply.body
+            view = reply.view(adapter, call.path)  # the same view, unless a hook replaced it
         down.extend(ex.sidecar_headers())
         chain.complete(
             ex,
             Outcome(
                 resp.status,
                 error_type=None if resp.status < 400 else str(resp.status),
-                body=(adapter, body) if is_json else None,
+                body=view,
             ),
         )
         return Reply(resp.status, down, body)
@@ -176,7 +177,7 @@ class Forward(Stage):
         call: Call,
         resp: UpstreamResponse,
         attempt: Span,
-        editor: StreamEditor | None,
+        editor: EventEditor | None,
     ) -> AsyncIterator[bytes]:
         """The stream relay, with this call's response stages and books."""
         guard_span: list[Span] = []

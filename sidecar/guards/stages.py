@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from functools import partial
 
-import orjson
 from opentelemetry.trace import Span
 
 from sidecar.bundle.snapshot import Snapshot
@@ -155,20 +154,15 @@ class OutputGuards(Stage):
         gs = ex.gen.snapshot.guards
         if not (gs.output or gs.tool or record.vault is not None):
             return
-        try:
-            obj = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
+        view = reply.view(ex.codec, ex.call.path)
+        if view.body is None:
             return
-        if not isinstance(obj, dict):
-            return
-        codec, path = ex.codec, ex.call.path
-        texts, calls = codec.reply_texts(path, obj)
+        texts, calls = view.texts()
         with record.stage("output"):
-            changed = await check_output(gs, texts, calls, subject, record)
+            if await check_output(gs, texts, calls, subject, record):
+                view.edit()
         if gs.output:
-            changed = codec.scrub(path, obj) or changed
-        if changed:
-            reply.replace(orjson.dumps(obj))
+            view.scrub()
 
 
 def stream_filter(ex: Exchange, spans: Spans) -> OutputFilter | None:

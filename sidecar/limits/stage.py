@@ -16,7 +16,6 @@ from sidecar.chain.stage import Stage
 from sidecar.errors import SidecarError
 from sidecar.limits.headers import rate_limit_headers
 from sidecar.limits.limiter import Limiter, LimitRefused, LimitStores
-from sidecar.limits.streams import streamed_text_chars
 from sidecar.telemetry import names
 from sidecar.telemetry.instruments import Instruments
 
@@ -86,5 +85,5 @@ class Limits(Stage):
             return
         if outcome.body is not None and outcome.usage.output_tokens is None and adm.spends:
             # No usage reported: charge the reply's text, as for a stream.
-            adm.produced_chars = streamed_text_chars(outcome.body[1])
+            adm.produced_chars = outcome.body.text_chars
         self.limiter.settle(adm, outcome.usage, outcome.status)

@@ -260,7 +260,8 @@ async def test_settlement_refunds_what_a_reply_did_not_use(tmp_path: Path, rec: 
     # The reply reports five tokens in all: the rest of the reservation comes back when
     # the chain completes the call, with the usage read from the reply's body.
     assert first.codec is not None
-    rec.chain(gen, limits).complete_now(first, Outcome(200, body=(first.codec, chat_reply())))
+    reply = first.codec.reply_view("/v1/chat/completions", chat_reply())
+    rec.chain(gen, limits).complete_now(first, Outcome(200, body=reply))
     third = on(gen, chat(max_tokens=200), "decision-3")
     await limits.request(third)
     assert third.admission is not None
