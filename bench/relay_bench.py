@@ -21,7 +21,7 @@ nothing to redact, and with one e-mail address to redact (the reply is then
 encoded again).
 
 `--repo DIR` runs another checkout's `sidecar` package (before and after
-figures in one machine state; the relay's signature is the same in both).
+figures in one machine state), one whose relay takes the chain's stream hooks.
 
     .venv/bin/python bench/relay_bench.py [--runs 400] [--repo ../other-checkout]
 """
@@ -57,16 +57,23 @@ from opentelemetry import trace  # noqa: E402
 
 from sidecar.adapters.openai import ADAPTER as OPENAI  # noqa: E402
 from sidecar.authz.context import CallContext  # noqa: E402
+from sidecar.authz.tool_stages import ToolCallGate  # noqa: E402
 from sidecar.authz.tools import ToolGate  # noqa: E402
 from sidecar.bounds import ResponseBounds  # noqa: E402
 from sidecar.bundle.compile import load_snapshot  # noqa: E402
+from sidecar.bundle.store import Generation  # noqa: E402
 from sidecar.call import Call, Usage  # noqa: E402
-from sidecar.errors import ErrorKind, SidecarError  # noqa: E402
-from sidecar.forward.relay import ResponseStages, relay  # noqa: E402
+from sidecar.chain.exchange import Exchange  # noqa: E402
+from sidecar.chain.runner import Spans  # noqa: E402
+from sidecar.chain.stage import StreamHook  # noqa: E402
+from sidecar.forward.relay import relay  # noqa: E402
 from sidecar.guards.config import compile_guards  # noqa: E402
-from sidecar.guards.stage import OutputFilter, Record, Subject, check_output  # noqa: E402
+from sidecar.guards.stage import Record, Subject, check_output  # noqa: E402
+from sidecar.guards.stages import OutputGuards  # noqa: E402
 from sidecar.identity.principal import Principal  # noqa: E402
-from sidecar.limits.limiter import Admission  # noqa: E402
+from sidecar.limits.limiter import Admission, LimitStores  # noqa: E402
+from sidecar.limits.stage import Limits  # noqa: E402
+from sidecar.telemetry.setup import setup_telemetry  # noqa: E402
 
 PATH = "/v1/chat/completions"
 PRINCIPAL = Principal("bot", "acme", "bot", roles=frozenset({"analyst"}), via="pod")
@@ -132,10 +139,6 @@ class FakeResponse:
         pass
 
 
-def _blocked(names: list[str]) -> SidecarError:
-    return SidecarError(ErrorKind.FORBIDDEN, f"tool call blocked: {names}")
-
-
 def _noop(*_: object) -> None:
     pass
 
@@ -161,11 +164,15 @@ def write_bundle(root: Path) -> None:
                 {"actions": ["tool.call"], "tools": ["search"]},
             ]
         },
+        "guards": GUARDS,
     }
     (root / "bundle.yaml").write_text(yaml.safe_dump(doc))
 
 
-async def relay_once(call: Call, chunks: list[bytes], stages: ResponseStages) -> int:
+Hooks = Callable[[bool], list[StreamHook]]
+
+
+async def relay_once(call: Call, chunks: list[bytes], hooks: Hooks) -> int:
     sent = 0
     async for piece in relay(
         OPENAI,
@@ -174,11 +181,10 @@ async def relay_once(call: Call, chunks: list[bytes], stages: ResponseStages) ->
         FakeResponse(chunks),  # type: ignore[arg-type]
         trace.INVALID_SPAN,
         ResponseBounds(),
-        stages,
-        _blocked,
+        hooks,
         _noop,
         _noop,
-        lambda usage, error, guard: _check(usage, error),
+        _check,
     ):
         sent += len(piece)
     return sent
@@ -241,21 +247,36 @@ def main() -> int:
     def gate() -> ToolGate:
         return ToolGate(snapshot.authorizer, PRINCIPAL, CallContext(call, PRINCIPAL))
 
-    def budget() -> Admission:
-        return Admission(member="bench", spends=True)
+    telemetry = setup_telemetry("none")
+    spans = Spans(telemetry.tracer, recording=False)
+    stages = (
+        Limits(LimitStores(), telemetry.instruments),
+        ToolCallGate(),
+        OutputGuards(spans),
+    )
+    gen = Generation(snapshot, transports={})
 
-    scenarios: list[tuple[str, Callable[[], ResponseStages]]] = [
-        ("no stage (bytes + usage observer)", ResponseStages),
-        ("tool gate", lambda: ResponseStages(gate=gate())),
-        ("token budget", lambda: ResponseStages(spend=budget())),
+    def hooks(gated: bool = False, guarded: bool = False, spending: bool = False) -> Hooks:
+        """The chain's stream hooks, as its stages make them for a call in this state."""
+        ex = Exchange("bench", snapshot.revision, 0.0, gen=gen, call=call, codec=OPENAI)
+        ex.principal = PRINCIPAL
+        ex.tool_gate = gate() if gated else None
+        ex.admission = Admission(member="bench", spends=True) if spending else None
+        ex.drop_usage_chunk = spending and guarded
+        used = [s for s in stages if guarded or not isinstance(s, OutputGuards)]
+
+        def make(ok: bool) -> list[StreamHook]:
+            return [h for h in (s.stream(ex, ok) for s in used) if h is not None]
+
+        return make
+
+    scenarios: list[tuple[str, Callable[[], Hooks]]] = [
+        ("no stage (bytes + usage observer)", lambda: hooks()),
+        ("tool gate", lambda: hooks(gated=True)),
+        ("token budget", lambda: hooks(spending=True)),
         (
             "tool gate + output guards + budget + usage chunk dropped",
-            lambda: ResponseStages(
-                gate=gate(),
-                editor=OPENAI.stream_editor(PATH, OutputFilter(gs, SUBJECT, Record())),
-                drop_usage=True,
-                spend=budget(),
-            ),
+            lambda: hooks(gated=True, guarded=True, spending=True),
         ),
     ]
     loop = asyncio.new_event_loop()
@@ -267,9 +288,9 @@ def main() -> int:
             loop.run_until_complete(relay_once(call, chunks, make()))
         samples: list[float] = []
         for _ in range(ARGS.runs):
-            stages = make()
+            made = make()
             t0 = time.perf_counter()
-            loop.run_until_complete(relay_once(call, chunks, stages))
+            loop.run_until_complete(relay_once(call, chunks, made))
             samples.append((time.perf_counter() - t0) * 1e6)
         ordered = sorted(samples)
         p50 = statistics.median(ordered)

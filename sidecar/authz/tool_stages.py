@@ -13,8 +13,9 @@ from __future__ import annotations
 from sidecar.authz.context import CallContext
 from sidecar.authz.tools import ToolGate
 from sidecar.chain.exchange import Exchange
-from sidecar.chain.stage import PlainReply, Stage
+from sidecar.chain.stage import PlainReply, Stage, StreamHook
 from sidecar.errors import ErrorKind, SidecarError
+from sidecar.events import StreamEvent
 from sidecar.telemetry import names
 
 
@@ -54,6 +55,27 @@ class ToolCallGate(Stage):
         violations = ex.tool_gate.forbidden(reply.view(ex.codec, ex.call.path).tools)
         if violations:
             raise blocked_tool_call(ex, violations)
+
+    def stream(self, ex: Exchange, ok: bool) -> StreamHook | None:
+        return _GateHook(ex, ex.tool_gate) if ok and ex.tool_gate is not None else None
+
+
+class _GateHook(StreamHook):
+    """Refuses a stream before the event that starts a forbidden tool call goes out."""
+
+    error_type = "tool_call_blocked"
+
+    def __init__(self, ex: Exchange, gate: ToolGate) -> None:
+        self.ex = ex
+        self.gate = gate
+
+    def events(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        names = [name for event in events for name in event.tools]
+        if names:
+            violations = self.gate.forbidden(names)
+            if violations:
+                raise blocked_tool_call(self.ex, violations)
+        return events
 
 
 def blocked_tool_call(ex: Exchange, names: list[str]) -> SidecarError:

@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.chain.exchange import Exchange, Outcome
-from sidecar.chain.stage import PlainReply, Stage
+from sidecar.chain.stage import PlainReply, Stage, StreamHook
 from sidecar.errors import SidecarError
 
 log = logging.getLogger("sidecar.chain")
@@ -79,6 +79,7 @@ class Chain:
         self._request = tuple(s for s in used if _overrides(s, "request"))
         self._reply = tuple(s for s in used if _overrides(s, "reply"))
         self._complete = tuple(s for s in used if _overrides(s, "complete"))
+        self._stream = tuple(s for s in used if _overrides(s, "stream"))
 
     @property
     def names(self) -> list[str]:
@@ -113,6 +114,15 @@ class Chain:
             pending = stage.reply(ex, reply)
             if pending is not None:
                 await pending
+
+    def stream(self, ex: Exchange, ok: bool) -> list[StreamHook]:
+        """The hooks that read this call's streamed reply, in declared order."""
+        hooks = []
+        for stage in self._stream:
+            hook = stage.stream(ex, ok)
+            if hook is not None:
+                hooks.append(hook)
+        return hooks
 
     def complete(self, ex: Exchange, outcome: Outcome) -> None:
         """Run the completion hooks once the reply is on the wire: the loop's next turn.

@@ -8,6 +8,8 @@ In the style of Envoy's filter chain, every hook is optional:
 * `reply` sees a plain reply once, before it goes out; it may refuse it or
   rewrite it through the `PlainReply` it is handed (whose one `ReplyView`
   every hook shares: the body is parsed at most once);
+* `stream` is asked once when a streamed reply starts, and returns the hook
+  that reads the stream's events as the adapter decoded them (or None);
 * `complete` always runs once the call has ended, whatever way it ended,
   after the reply is on the wire (settlement, accounting).
 
@@ -25,7 +27,7 @@ from opentelemetry.trace import Span
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.chain.exchange import Exchange, Outcome
 from sidecar.errors import SidecarError
-from sidecar.events import ReplyReader, ReplyView
+from sidecar.events import ReplyReader, ReplyView, StreamEvent
 
 Refusal = SidecarError  # what a hook raises to stop the call
 
@@ -85,5 +87,31 @@ class Stage:
     def reply(self, ex: Exchange, reply: PlainReply) -> Awaitable[None] | None:
         return None
 
+    def stream(self, ex: Exchange, ok: bool) -> StreamHook | None:
+        """This stage's reader of a streamed reply (`ok`: its status is a 2xx), if any."""
+        return None
+
     def complete(self, ex: Exchange, outcome: Outcome) -> None:
+        return None
+
+
+class StreamHook:
+    """One stage's reader of one stream: decoded events in, the events to send out.
+
+    `events` may mark events edited or dropped, add events, or refuse the rest of
+    the stream by raising (the relay then ends it with an error event in the
+    caller's API, and `error_type` goes in the books). `close` sees the events
+    of an unterminated tail when the upstream ends; `end` runs once, however
+    the stream stopped, with the refusal that stopped it, if any.
+    """
+
+    error_type = "refused"  # the books' error type for a refusal from this hook
+
+    def events(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        return events
+
+    def close(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        return events
+
+    def end(self, error: SidecarError | None) -> None:
         return None

@@ -17,7 +17,6 @@ from multidict import CIMultiDict
 from opentelemetry.trace import Span
 
 from sidecar.adapters.base import Adapter
-from sidecar.authz.tool_stages import blocked_tool_call
 from sidecar.bounds import ResponseBounds, read_bounded
 from sidecar.call import Call, Usage
 from sidecar.chain.exchange import Exchange, Outcome
@@ -25,14 +24,11 @@ from sidecar.chain.runner import Chain, Spans
 from sidecar.chain.stage import PlainReply, Stage
 from sidecar.error_pages import is_api_error, page_error
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.events import EventEditor
 from sidecar.forward.attempt import Answer, UpstreamAttempt, end_attempt, end_error, streams
 from sidecar.forward.executor import Executor, Failure, targets_for, total_timeout
 from sidecar.forward.failures import upstream_failure
 from sidecar.forward.headers import downstream_headers
-from sidecar.forward.relay import ResponseStages, relay
-from sidecar.guards.stages import describe as describe_guards
-from sidecar.guards.stages import stream_filter
+from sidecar.forward.relay import relay
 from sidecar.replies import Reply, StreamReply
 from sidecar.resilience.policy import UpstreamPolicy
 from sidecar.telemetry import names
@@ -154,11 +150,7 @@ class Forward(Stage):
         adapter: Adapter = ex.codec
         call = ex.call
         down.extend(ex.sidecar_headers())
-        editor = None
-        if resp.status < 300:
-            flt = stream_filter(ex, self.spans)
-            editor = adapter.stream_editor(call.path, flt) if flt is not None else None
-        chunks = self._relay(ex, chain, call, resp, attempt, editor)
+        chunks = self._relay(ex, chain, call, resp, attempt)
 
         def done() -> None:
             # The relay's own `finally` closes the books, but a generator that never
@@ -171,23 +163,12 @@ class Forward(Stage):
         return StreamReply(resp.status, down, chunks, done, partial(_cut_event, adapter))
 
     def _relay(
-        self,
-        ex: Exchange,
-        chain: Chain,
-        call: Call,
-        resp: UpstreamResponse,
-        attempt: Span,
-        editor: EventEditor | None,
+        self, ex: Exchange, chain: Chain, call: Call, resp: UpstreamResponse, attempt: Span
     ) -> AsyncIterator[bytes]:
-        """The stream relay, with this call's response stages and books."""
-        guard_span: list[Span] = []
-        admission = ex.admission
-        spans = self.spans
+        """The stream relay, with this call's stream hooks and books."""
 
         def start() -> None:
             ex.relay_started = True
-            if editor is not None and spans.recording:
-                guard_span.append(spans.open(ex, names.SPAN_GUARD_OUTPUT))
 
         def first_chunk() -> None:
             up = ex.upstream
@@ -201,17 +182,9 @@ class Forward(Stage):
                 ),
             )
 
-        def end(usage: Usage, error_type: str | None, guard_error: SidecarError | None) -> None:
-            if guard_span:
-                spans.close(guard_span[0], guard_error, describe_guards(ex, "output"))
+        def end(usage: Usage, error_type: str | None) -> None:
             chain.complete(ex, Outcome(resp.status, usage=usage, error_type=error_type))
 
-        stages = ResponseStages(
-            gate=ex.tool_gate,
-            editor=editor,
-            drop_usage=ex.drop_usage_chunk,
-            spend=admission if admission is not None and admission.spends else None,
-        )
         return relay(
             ex.codec,
             call,
@@ -219,8 +192,7 @@ class Forward(Stage):
             resp,
             attempt,
             self.bounds,
-            stages,
-            partial(blocked_tool_call, ex),
+            partial(chain.stream, ex),
             start,
             first_chunk,
             end,

@@ -18,8 +18,9 @@ from opentelemetry.trace import Span
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.chain.exchange import Exchange
 from sidecar.chain.runner import Spans
-from sidecar.chain.stage import PlainReply, Stage
+from sidecar.chain.stage import PlainReply, Stage, StreamHook
 from sidecar.errors import SidecarError
+from sidecar.events import EventEditor, StreamEvent
 from sidecar.guards import offload
 from sidecar.guards.servers import check_server_urls
 from sidecar.guards.stage import (
@@ -148,6 +149,15 @@ class OutputGuards(Stage):
     def applies(self, snapshot: Snapshot) -> bool:
         return not snapshot.guards.empty
 
+    def stream(self, ex: Exchange, ok: bool) -> StreamHook | None:
+        if not ok or ex.call is None:
+            return None
+        flt = stream_filter(ex, self.spans)
+        if flt is None:
+            return None
+        editor = ex.codec.stream_editor(ex.call.path, flt)
+        return _EditorHook(editor, ex, self.spans) if editor is not None else None
+
     async def reply(self, ex: Exchange, reply: PlainReply) -> None:
         assert ex.gen is not None and ex.call is not None
         record, subject = record_for(ex, self.spans)
@@ -163,6 +173,36 @@ class OutputGuards(Stage):
                 view.edit()
         if gs.output:
             view.scrub()
+
+
+class _EditorHook(StreamHook):
+    """The output guards over a stream: text deltas held back, redacted or blocked.
+
+    The `guard.output` span covers the stream from its first event to its end.
+    """
+
+    error_type = "guard_blocked"
+
+    def __init__(self, editor: EventEditor, ex: Exchange, spans: Spans) -> None:
+        self.editor = editor
+        self.ex = ex
+        self.spans = spans
+        self.span = spans.open(ex, names.SPAN_GUARD_OUTPUT) if spans.recording else None
+
+    def events(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        return self.editor.feed(events)
+
+    def close(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        # The caller's parser drops an event that never ended, and the guards never
+        # read it: it does not go out. What the guards still hold does.
+        for event in events:
+            event.drop()
+        return [*events, *self.editor.close()]
+
+    def end(self, error: SidecarError | None) -> None:
+        if self.span is not None:
+            self.spans.close(self.span, error, describe(self.ex, "output"))
+            self.span = None
 
 
 def stream_filter(ex: Exchange, spans: Spans) -> OutputFilter | None:

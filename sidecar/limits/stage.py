@@ -12,10 +12,11 @@ from opentelemetry.trace import Span
 
 from sidecar.bundle.snapshot import Snapshot
 from sidecar.chain.exchange import Exchange, Outcome
-from sidecar.chain.stage import Stage
+from sidecar.chain.stage import Stage, StreamHook
 from sidecar.errors import SidecarError
+from sidecar.events import StreamEvent
 from sidecar.limits.headers import rate_limit_headers
-from sidecar.limits.limiter import Limiter, LimitRefused, LimitStores
+from sidecar.limits.limiter import Admission, Limiter, LimitRefused, LimitStores
 from sidecar.telemetry import names
 from sidecar.telemetry.instruments import Instruments
 
@@ -79,6 +80,12 @@ class Limits(Stage):
                 span.set_attribute(names.SIDECAR_LIMIT_STORE_ERROR, adm.store_error)
         span.set_attribute(names.SIDECAR_LIMIT_RESULT, result)
 
+    def stream(self, ex: Exchange, ok: bool) -> StreamHook | None:
+        adm = ex.admission
+        spend = adm if adm is not None and adm.spends else None
+        drop = ex.drop_usage_chunk and ok
+        return _SpendHook(spend, drop) if spend is not None or drop else None
+
     def complete(self, ex: Exchange, outcome: Outcome) -> None:
         adm = ex.admission
         if adm is None:
@@ -87,3 +94,33 @@ class Limits(Stage):
             # No usage reported: charge the reply's text, as for a stream.
             adm.produced_chars = outcome.body.text_chars
         self.limiter.settle(adm, outcome.usage, outcome.status)
+
+
+class _SpendHook(StreamHook):
+    """Counts the text a stream generates (for settling a stream cut short) and drops
+    the usage-only chunk the sidecar asked for on a caller's behalf."""
+
+    def __init__(self, spend: Admission | None, drop: bool) -> None:
+        self.spend = spend
+        self.drop = drop
+
+    def events(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        spend = self.spend
+        if spend is not None:
+            # What the model generated, before any redaction: what the provider bills.
+            for event in events:
+                spend.produced_chars += event.text_chars
+        if self.drop:
+            _drop_usage_chunks(events)
+        return events
+
+    def close(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        if self.drop:
+            _drop_usage_chunks(events)
+        return events
+
+
+def _drop_usage_chunks(events: list[StreamEvent]) -> None:
+    for event in events:
+        if event.data is not None and b'"usage"' in event.data and event.usage_only:
+            event.drop()

@@ -737,8 +737,8 @@ async def test_an_openai_stream_outliving_the_deadline_ends_with_an_error_event(
     sc = await make_sidecar(make_doc({"primary": up(fake.url)}, gpt(timeout_ms=350)))
     fake.stream_chunks, fake.chunk_delay = 20, 0.05  # never silent, but 1 s long
     got: list[str] = []
-    started = time.monotonic()
     async with oai(sc) as c:
+        started = time.monotonic()  # the deadline runs from the request, not the client's set-up
         stream = await c.chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "a b c d e f g h"}], stream=True
         )
@@ -816,8 +816,8 @@ async def test_a_mock_stream_outliving_the_deadline_is_cut(
     doc["routes"][0]["timeout_ms"] = 300
     sc = await make_sidecar(doc)
     text = " ".join(f"w{i}" for i in range(8))  # 8 chunks, 0.7 s
-    started = time.monotonic()
     async with oai(sc) as c:
+        started = time.monotonic()  # the deadline runs from the request, not the client's set-up
         stream = await c.chat.completions.create(
             model="mock-echo", messages=[{"role": "user", "content": text}], stream=True
         )
