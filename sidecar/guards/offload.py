@@ -39,8 +39,13 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def inline(size: int) -> bool:
+    """Whether a scan of `size` characters runs on the event loop (see `run`)."""
+    return size <= INLINE_SCAN_CHARS
+
+
 async def run(size: int, work: Callable[[], T]) -> T:
     """`work` inline when it reads `size` characters or fewer, else on a scan worker."""
-    if size <= INLINE_SCAN_CHARS:
+    if inline(size):
         return work()
     return await asyncio.get_running_loop().run_in_executor(_executor(), work)

@@ -151,7 +151,7 @@ def over_limit(guard: Guard, stage: str, channel: str, record: Record) -> None:
 def _bounded(guard: Guard, texts: Sequence[Text], record: Record, stage: str) -> list[str]:
     """The texts as far as the guard reads them: all of them, or up to its `scan_limit`."""
     bodies = [t.text for t in texts]
-    if sum(len(b) for b in bodies) <= guard.scan_limit:
+    if sum(map(len, bodies)) <= guard.scan_limit:
         return bodies
     left = guard.scan_limit
     cut: list[str] = []
@@ -166,11 +166,11 @@ def _bounded(guard: Guard, texts: Sequence[Text], record: Record, stage: str) ->
 
 
 def _scan_each(
-    guard: Guard, bodies: Sequence[str], channels: Sequence[str], record: Record, stage: str
+    guard: Guard, bodies: Sequence[str], texts: Sequence[Text], record: Record, stage: str
 ) -> list[list[Finding]]:
     out: list[list[Finding]] = []
-    for body, channel in zip(bodies, channels, strict=True):
-        out.append(_scan(guard, body, record, stage, channel))
+    for body, text in zip(bodies, texts, strict=True):
+        out.append(_scan(guard, body, record, stage, text.channel))
         if out[-1] and guard.action == "block":
             break  # the call stops at this finding: the texts after it are not read
     return out
@@ -187,7 +187,9 @@ async def _judge(
     """Run the guards; raise on a block; return, per text, the redactions to apply.
 
     Each guard reads at most its `scan_limit` characters of the call, and a large
-    read runs off the event loop (`offload`).
+    read runs off the event loop (`offload`). A small one, the usual case, is
+    called here directly: no closure and no coroutine for a hand-over that does
+    not happen.
     """
     edits: dict[int, list[tuple[Finding, redact.Operator]]] = {}
     for guard in guards:
@@ -196,20 +198,25 @@ async def _judge(
         if isinstance(guard.detector, SizeDetector):
             _judge_size(guard, guard.detector, texts, record, stage, check_channel=check_channel)
             continue
-        picked = [
-            i for i, t in enumerate(texts) if not check_channel or t.channel in guard.channels
-        ]
-        if not picked:
-            continue
-        read = [texts[i] for i in picked]
+        if check_channel:
+            wanted = guard.channels
+            picked = [i for i, t in enumerate(texts) if t.channel in wanted]
+            if not picked:
+                continue
+            read = [texts[i] for i in picked]
+        else:
+            picked = list(range(len(texts)))
+            read = list(texts)
         bodies = _bounded(guard, read, record, stage)
-        channels = [t.channel for t in read]
-        found = await offload.run(
-            sum(len(b) for b in bodies),
-            partial(_scan_each, guard, bodies, channels, record, stage),
-        )
+        size = sum(map(len, bodies))
+        if offload.inline(size):
+            found = _scan_each(guard, bodies, read, record, stage)
+        else:
+            found = await offload.run(size, partial(_scan_each, guard, bodies, read, record, stage))
         for i, text, findings in zip(picked, read, found, strict=False):
-            if findings and guard.action == "redact" and text.channel == TOOL_CALL:
+            if not findings:
+                continue
+            if guard.action == "redact" and text.channel == TOOL_CALL:
                 stretches = json_text.string_stretches(text.text)
                 findings = [f for f in findings if stretches.holds(f.start, f.end)]
             for finding in findings:

@@ -250,6 +250,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._last_rx = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # loop time the armed timer fires at
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -306,7 +307,6 @@ class _Connection(asyncio.Protocol):
         if self._idle_timeout != self._timeout:
             # From here on, silence is measured against the idle timeout.
             self._timeout = self._idle_timeout
-            self._cancel_timer()
             self._arm_at(self._next_check())
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._until_close = "content-length" not in headers and not chunked
@@ -327,7 +327,8 @@ class _Connection(asyncio.Protocol):
         if response is None or self._complete:
             return  # the end of an interim (1xx) response
         self._complete = True
-        self._cancel_timer()
+        # The timer stays armed: on a reused connection it serves the next call too
+        # (see `_arm_at`); here it would only find the call complete.
         response._finish()
 
     # --- used by the pool and the response -----------------------------------------------
@@ -362,7 +363,20 @@ class _Connection(asyncio.Protocol):
         return at if deadline is None or deadline > at else deadline
 
     def _arm_at(self, when: float) -> None:
-        """One timer per call, re-armed lazily: a read never pays for a timer reset."""
+        """Make sure the silence check runs by `when`.
+
+        One timer per connection, re-armed lazily: a read never pays for a timer
+        reset, and a keep-alive call reuses the timer the previous call left armed
+        whenever it fires no later than this one needs (it then looks again and
+        re-arms for what is left). A call with a shorter timeout or deadline than
+        the armed timer gets its own.
+        """
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= when:
+                return
+            timer.cancel()
+        self._timer_at = when
         self._timer = self.loop.call_at(when, self._check_silence)
 
     def _check_silence(self) -> None:

@@ -646,6 +646,55 @@ async def test_a_stream_that_stalls_after_the_first_chunk_is_a_timeout(
     assert 0.1 < time.monotonic() - stalled_at < 2
 
 
+async def test_keep_alive_calls_share_one_silence_timer(
+    serve: Serve, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call on a reused connection arms no timer of its own while the one left armed
+    by the call before fires soon enough for it: a timer costs a few µs a call."""
+    server = await serve(keep_answering())
+    pool = make_pool(server.port, read_timeout=30.0)
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        if getattr(callback, "__name__", "") == "_check_silence":
+            armed.append(when)
+        return call_at(when, callback, *args)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    for _ in range(5):
+        resp = await post(pool)
+        assert await resp.read() == b"ok"
+    monkeypatch.undo()
+    assert server.connections == 1
+    assert len(armed) == 1
+
+
+async def test_a_shorter_timeout_on_a_reused_connection_still_fires_in_time(
+    serve: Serve, make_pool: MakePool
+) -> None:
+    """The timer a long first call left armed must not stand in for a shorter one."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(ok())
+        await writer.drain()
+        await read_request(reader)  # the second call gets no answer
+        await until_eof(reader)
+
+    server = await serve(handler)
+    pool = make_pool(server.port, read_timeout=30.0)
+    resp = await post(pool)
+    assert await resp.read() == b"ok"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"no response from the upstream within 0\.3 s"):
+        async with asyncio.timeout(3):  # a guard: a 30 s timer would end the test here
+            await pool.request("POST", "/", no_headers(), b"{}", first_byte_timeout=0.3)
+    assert 0.2 < time.monotonic() - started < 2
+    assert server.connections == 1
+
+
 async def test_a_slow_but_steady_stream_is_not_a_timeout(serve: Serve, make_pool: MakePool) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await read_request(reader)
