@@ -39,7 +39,7 @@ def record_for(ex: Exchange, spans: Spans) -> tuple[Record, Subject]:
     if ex.guards is None or ex.subject is None:
         assert ex.call is not None and ex.principal is not None
         p = ex.principal
-        ex.guards = Record(trace=_tracer(ex, spans))
+        ex.guards = Record(trace=_tracer(ex, spans) if spans.recording else None)
         ex.subject = Subject(ex.route.name if ex.route else "", p.tenant, ex.call.model, p.roles)
     return ex.guards, ex.subject
 
