@@ -26,7 +26,7 @@ from sidecar.resilience.breaker import Breaker
 from sidecar.resilience.budget import RetryBudget
 from sidecar.resilience.policy import DEFAULT_POLICY, RetryPolicy, UpstreamPolicy
 from sidecar.resilience.state import ResilienceState
-from sidecar.upstream.h1 import DeadlineExceeded, PoolExhausted
+from sidecar.upstream.h1_errors import DeadlineExceeded, PoolExhausted
 
 
 class Answer(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sidecar.bounds import ResponseTooLarge
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.upstream.h1 import (
+from sidecar.upstream.h1_errors import (
     ConnectError,
     DeadlineExceeded,
     FirstByteTimeout,

@@ -29,7 +29,7 @@ from sidecar.adapters import openai as openai_adapter
 from sidecar.bundle.snapshot import UpstreamSpec
 from sidecar.call import Text
 from sidecar.errors import ErrorKind, SidecarError
-from sidecar.upstream.h1 import DeadlineExceeded
+from sidecar.upstream.h1_errors import DeadlineExceeded
 
 _JSON = {"content-type": "application/json"}
 _SSE = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
