@@ -20,121 +20,48 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
+from sidecar.guards.egress_hosts import (
+    _clean,
+    _Host,
+    _map_domain,
+    _parse_host,
+    _split_host_port,
+    _to_ascii,
+)
+from sidecar.guards.egress_targets import (
+    _LOCAL_NAMES,
+    _METADATA_NAMES,
+    BAD_SCHEME,
+    EGRESS_NOT_ALLOWED,
+    MALFORMED_URL,
+    SSRF_METADATA,
+    SSRF_PRIVATE_ADDRESS,
+    _classify_ip,
+    _classify_name,
+    _worst,
+)
 from sidecar.guards.finding import Finding
 
-SSRF_PRIVATE_ADDRESS = "SSRF_PRIVATE_ADDRESS"
-SSRF_METADATA = "SSRF_METADATA"
-EGRESS_NOT_ALLOWED = "EGRESS_NOT_ALLOWED"
-BAD_SCHEME = "BAD_SCHEME"
-MALFORMED_URL = "MALFORMED_URL"
+__all__ = [
+    "BAD_SCHEME",
+    "EGRESS_NOT_ALLOWED",
+    "EXTRA_HOLD_CHARS",
+    "MALFORMED_URL",
+    "SSRF_METADATA",
+    "SSRF_PRIVATE_ADDRESS",
+    "EgressChecker",
+    "strings_in",
+]
+
 
 # A URL may hold characters outside the stream scanner's run alphabet before its
 # host is complete: IPv6 brackets and the backslashes special schemes treat as `/`.
 EXTRA_HOLD_CHARS = "[]\\"
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# The worst finding wins when several readings of one URL disagree.
-_RANK = {EGRESS_NOT_ALLOWED: 1, MALFORMED_URL: 2, SSRF_PRIVATE_ADDRESS: 3, SSRF_METADATA: 4}
-
 _SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})
-
-_V4 = ipaddress.IPv4Network
-_V6 = ipaddress.IPv6Network
-# Not globally reachable (IANA special-purpose registry) or multicast.
-_PRIVATE_V4 = tuple(
-    _V4(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.0.0.0/24",
-        "192.0.2.0/24",
-        "192.88.99.0/24",
-        "192.168.0.0/16",
-        "198.18.0.0/15",
-        "198.51.100.0/24",
-        "203.0.113.0/24",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-    )
-)
-_PRIVATE_V6 = tuple(
-    _V6(n)
-    for n in (
-        "::/128",
-        "::1/128",
-        "100::/64",
-        "2001:db8::/32",
-        "fc00::/7",
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
-    )
-)
-# IPv6 prefixes whose last 32 bits are an IPv4 address the packet ends up at.
-_EMBEDS_V4 = tuple(
-    _V6(n)
-    for n in (
-        "::ffff:0:0/96",  # IPv4-mapped
-        "::ffff:0:0:0/96",  # SIIT translated
-        "::/96",  # IPv4-compatible (deprecated)
-        "64:ff9b::/96",  # NAT64 well-known prefix
-        "64:ff9b:1::/48",  # NAT64 local use
-    )
-)
-_SIX_TO_FOUR = _V6("2002::/16")
-_TEREDO = _V6("2001::/32")
-
-_METADATA_IPS: frozenset[IPAddress] = frozenset(
-    {
-        ipaddress.IPv4Address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack, most clouds
-        ipaddress.IPv4Address("169.254.170.2"),  # AWS ECS task credentials
-        ipaddress.IPv4Address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.IPv4Address("192.0.0.192"),  # Oracle Cloud (classic)
-        ipaddress.IPv6Address("fd00:ec2::254"),  # AWS IMDS over IPv6
-    }
-)
-_METADATA_NAMES = frozenset(
-    {
-        "metadata",
-        "metadata.google.internal",
-        "metadata.goog",
-        "instance-data",
-        "instance-data.ec2.internal",
-        "metadata.tencentyun.com",
-    }
-)
-_LOCAL_NAMES = frozenset(
-    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "broadcasthost"}
-)
-# Special-use and never-delegated suffixes (RFC 6761, RFC 6762 appendix G, RFC 8375)
-# plus the Kubernetes service domain: names that only a local resolver answers.
-_LOCAL_SUFFIXES = (
-    ".localhost",
-    ".local",
-    ".internal",
-    ".intranet",
-    ".private",
-    ".corp",
-    ".home",
-    ".lan",
-    ".localdomain",
-    ".home.arpa",
-    ".svc",
-)
-# Public wildcard DNS that answers with the address spelled in the name.
-_ECHO_DOMAINS = ("nip.io", "sslip.io", "xip.io")
-_LOOPBACK_DOMAINS = ("localtest.me", "lvh.me", "vcap.me")
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _NOT_A_SCHEME = re.compile(r"[^/\\?#@]*://")  # "0://x", "://x": a scheme that is not one
@@ -142,236 +69,6 @@ _NUMERIC_HOST = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")  # 2130706433, 0x7f00000
 _PORT_ONLY = re.compile(r"[0-9]+(?:[/\\?#]|$)")
 _AUTHORITY_END = re.compile(r"[/\\?#]")
 _RFC_AUTHORITY_END = re.compile(r"[/?#]")
-_ASCII_WS = str.maketrans("", "", "\t\n\r")
-_C0_AND_SPACE = "".join(chr(c) for c in range(0x21))
-_FORBIDDEN_DOMAIN = re.compile(r"[\x00-\x20#/:<>?@\[\\\]^|%\x7f]")
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_PLAIN_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")  # the common case, read directly
-_QUAD_PREFIX = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})\.")
-_ECHOED_QUAD = re.compile(
-    r"(?:^|[.-])([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})(?=[.-])"
-)
-_ECHOED_HEX = re.compile(r"(?:^|[.-])([0-9a-f]{8})\.")
-# Full-width and ideographic full stops separate labels too (UTS 46 maps them to ".").
-# Default-ignorable marks (soft hyphen, zero-width space, variation selectors) vanish.
-_IGNORED = (0xAD, 0x34F, 0x200B, 0x2060, 0xFEFF, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10))
-_HOST_MAP: dict[int, int | None] = {
-    0x3002: 0x2E,
-    0xFF0E: 0x2E,
-    0xFF61: 0x2E,
-    **dict.fromkeys((*_IGNORED, *range(0xE0100, 0xE01F0))),
-}
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
-
-
-@dataclass(frozen=True, slots=True)
-class _Host:
-    ip: IPAddress | None = None
-    name: str = ""  # the ASCII (punycode) form, lower case, without the root dot
-    zoned: bool = False  # an IPv6 zone id: WHATWG rejects it, other clients accept it
-
-    @property
-    def canonical(self) -> str:
-        return str(self.ip) if self.ip is not None else self.name
-
-
-def _clean(text: str) -> str:
-    """What a WHATWG parser starts from: no outer C0/space, no tab or newline anywhere."""
-    return text.strip(_C0_AND_SPACE).translate(_ASCII_WS)
-
-
-def _ipv4_number(part: str) -> int | None:
-    if not part:
-        return None
-    radix = 10
-    if part[:2] in ("0x", "0X"):
-        radix, part = 16, part[2:]
-    elif len(part) > 1 and part[0] == "0":
-        radix, part = 8, part[1:]
-    part = part.lstrip("0")
-    if not part:
-        return 0
-    if len(part) > 12:  # far beyond 2**32 in any radix
-        return None
-    digits = "0123456789abcdefABCDEF"[: radix if radix <= 10 else radix + 6]
-    if any(c not in digits for c in part):
-        return None
-    return int(part, radix)
-
-
-def _ends_in_number(host: str) -> bool:
-    parts = host.split(".")
-    if parts[-1] == "" and len(parts) > 1:
-        parts.pop()
-    last = parts[-1]
-    return bool(last) and ((last.isascii() and last.isdigit()) or _ipv4_number(last) is not None)
-
-
-def _parse_ipv4(host: str) -> ipaddress.IPv4Address | None:
-    parts = host.split(".")
-    if parts[-1] == "" and len(parts) > 1:
-        parts.pop()
-    if len(parts) > 4:
-        return None
-    numbers = [_ipv4_number(p) for p in parts]
-    if any(n is None for n in numbers):
-        return None
-    values = [n for n in numbers if n is not None]
-    if any(n > 255 for n in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
-        return None
-    address = values[-1] + sum(n * 256 ** (3 - i) for i, n in enumerate(values[:-1]))
-    return ipaddress.IPv4Address(address)
-
-
-def _to_ascii(mapped: str) -> str | None:
-    labels: list[str] = []
-    for label in mapped.split("."):
-        if label.isascii():
-            if label.startswith("xn--"):
-                try:
-                    decoded = label[4:].encode("ascii").decode("punycode")
-                except (UnicodeError, ValueError):
-                    return None
-                if not decoded or decoded.isascii():
-                    return None
-            labels.append(label)
-        else:
-            labels.append("xn--" + label.encode("punycode").decode("ascii"))
-    return ".".join(labels)
-
-
-def _map_domain(text: str) -> str | None:
-    """An approximation of UTS 46 mapping: NFKC, lower case, dots, no invisible marks."""
-    mapped = unicodedata.normalize("NFKC", text).translate(_HOST_MAP).lower()
-    mapped = unicodedata.normalize("NFKC", mapped)
-    if any(unicodedata.category(c) in _BAD_CATEGORIES for c in mapped if not c.isascii()):
-        return None
-    return mapped
-
-
-def _parse_host(raw: str) -> _Host | None:
-    """The WHATWG host parser for special schemes; None where it fails."""
-    if _PLAIN_QUAD.fullmatch(raw):
-        return _Host(ip=ipaddress.IPv4Address(raw))
-    if raw.startswith("["):
-        if not raw.endswith("]"):
-            return None
-        inner, zoned = raw[1:-1], False
-        if "%" in inner:
-            inner, zone = inner.split("%", 1)
-            zoned = bool(zone)
-            if not zoned:
-                return None
-        try:
-            return _Host(ip=ipaddress.IPv6Address(inner), zoned=zoned)
-        except ValueError:
-            return None
-    try:
-        decoded = unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    mapped = _map_domain(decoded)
-    ascii_host = _to_ascii(mapped) if mapped is not None else None
-    if not ascii_host or _FORBIDDEN_DOMAIN.search(ascii_host):
-        return None
-    if _ends_in_number(ascii_host):
-        ip = _parse_ipv4(ascii_host)
-        return _Host(ip=ip) if ip is not None else None
-    name = ascii_host[:-1] if ascii_host.endswith(".") else ascii_host
-    if "" in name.split("."):
-        return None  # an empty label cannot name a server
-    return _Host(name=name)
-
-
-def _split_host_port(hostport: str) -> tuple[str, str] | None:
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close == -1:
-            return None
-        host, after = hostport[: close + 1], hostport[close + 1 :]
-        if after and not after.startswith(":"):
-            return None
-        port = after[1:]
-    else:
-        host, _, port = hostport.partition(":")
-    if port and (not port.isascii() or not port.isdigit() or int(port) > 65535):
-        return None
-    return host, port
-
-
-def _ranges(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> _Ranges:
-    return tuple((int(n.network_address), int(n.broadcast_address)) for n in networks)
-
-
-_Ranges = tuple[tuple[int, int], ...]
-_PRIVATE_V4_RANGES = _ranges(_PRIVATE_V4)
-_PRIVATE_V6_RANGES = _ranges(_PRIVATE_V6)
-_EMBEDS_V4_RANGES = _ranges(_EMBEDS_V4)
-_LOOPBACK_OR_UNSPECIFIED_V6 = frozenset({0, 1})  # :: and ::1 sit inside ::/96
-
-
-def _within(value: int, ranges: _Ranges) -> bool:
-    return any(low <= value <= high for low, high in ranges)
-
-
-def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip in _SIX_TO_FOUR:
-        return ip.sixtofour
-    if ip in _TEREDO:
-        teredo = ip.teredo
-        return teredo[1] if teredo else None
-    if _within(int(ip), _EMBEDS_V4_RANGES):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def _classify_ip(ip: IPAddress) -> str | None:
-    if ip in _METADATA_IPS:
-        return SSRF_METADATA
-    value = int(ip)
-    if isinstance(ip, ipaddress.IPv4Address):
-        return SSRF_PRIVATE_ADDRESS if _within(value, _PRIVATE_V4_RANGES) else None
-    if value in _LOOPBACK_OR_UNSPECIFIED_V6:
-        return SSRF_PRIVATE_ADDRESS
-    embedded = _embedded_v4(ip)
-    if embedded is not None:
-        return _classify_ip(embedded)
-    return SSRF_PRIVATE_ADDRESS if _within(value, _PRIVATE_V6_RANGES) else None
-
-
-def _in_domain(name: str, domains: Sequence[str]) -> bool:
-    return any(name == d or name.endswith("." + d) for d in domains)
-
-
-def _octets(groups: Sequence[str]) -> ipaddress.IPv4Address | None:
-    return ipaddress.IPv4Address(".".join(groups)) if all(int(g) <= 255 for g in groups) else None
-
-
-def _echoed_addresses(name: str) -> list[ipaddress.IPv4Address | None]:
-    """The addresses a name spells for DNS that answers with them."""
-    if _in_domain(name, _ECHO_DOMAINS):
-        found = [_octets(m.groups()) for m in _ECHOED_QUAD.finditer(name)]
-        return found + [ipaddress.IPv4Address(int(m[1], 16)) for m in _ECHOED_HEX.finditer(name)]
-    m = _QUAD_PREFIX.match(name)  # "127.0.0.1.example.com" names a loopback on purpose
-    return [_octets(m.groups())] if m else []
-
-
-def _classify_name(name: str, *, dotless_is_local: bool) -> str | None:
-    if name in _METADATA_NAMES:
-        return SSRF_METADATA
-    if name in _LOCAL_NAMES or name.endswith(_LOCAL_SUFFIXES):
-        return SSRF_PRIVATE_ADDRESS
-    if "." not in name:
-        # A dotless name is completed by the resolver's search list: a cluster service.
-        return SSRF_PRIVATE_ADDRESS if dotless_is_local else None
-    if _in_domain(name, _LOOPBACK_DOMAINS):
-        return SSRF_PRIVATE_ADDRESS
-    found = [ip for ip in _echoed_addresses(name) if ip is not None]
-    return _worst([_classify_ip(ip) for ip in found])
-
-
-def _worst(verdicts: Sequence[str | None]) -> str | None:
-    return max((v for v in verdicts if v is not None), key=_RANK.__getitem__, default=None)
 
 
 # Candidates in free text, tried left to right. Every repetition is bounded or runs

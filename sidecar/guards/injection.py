@@ -37,9 +37,10 @@ from itertools import islice
 
 import re2
 
+from sidecar.guards.encoded_payloads import decoded_payloads
 from sidecar.guards.finding import Finding
 from sidecar.guards.injection_signals import AI_CONTEXT, ENCODED, SIGNALS, TYPES
-from sidecar.guards.normalize import decoded_payloads, fold_text
+from sidecar.guards.normalize import fold_text
 from sidecar.guards.re2_sets import SplitSet
 
 __all__ = ["SIGNALS", "TYPES", "PromptInjectionDetector"]

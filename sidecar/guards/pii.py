@@ -50,144 +50,33 @@ from collections.abc import Callable, Collection, Sequence
 import phonenumbers
 
 from sidecar.guards.finding import Finding
+from sidecar.guards.pii_checks import (
+    IBAN_LENGTHS,
+    card_network_known,
+    iban_mod97,
+    iban_valid,
+    luhn_valid,
+    ssn_valid,
+)
+from sidecar.guards.pii_context import _technical_number, _version_string
+from sidecar.guards.pii_shapes import _BRANCHES
+
+__all__ = [
+    "EXTRA_HOLD_CHARS",
+    "IBAN_LENGTHS",
+    "KIND",
+    "PiiDetector",
+    "card_network_known",
+    "iban_valid",
+    "luhn_valid",
+    "ssn_valid",
+]
 
 KIND = "pii"
 # Characters a finding can span beyond those the stream scanner already keeps
 # back at the end of a chunk: none, by construction (see above).
 EXTRA_HOLD_CHARS = ""
 
-# ISO 13616 IBAN registry (SWIFT): total IBAN length per country.
-_IBAN_REGISTRY: dict[str, int] = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
-    "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
-    "DE": 22, "DJ": 27, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27,
-    "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20,
-    "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
-    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24,
-    "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
-    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-    "YE": 30,
-}  # fmt: skip
-# Countries whose banks issue IBANs without being in the registry (mostly the
-# West and Central African monetary unions, Algeria, Iran, Morocco...).
-_IBAN_UNREGISTERED: dict[str, int] = {
-    "AO": 25, "BF": 28, "BJ": 28, "CF": 27, "CG": 27, "CI": 28, "CM": 27, "CV": 25,
-    "DZ": 26, "GA": 27, "GQ": 27, "GW": 25, "IR": 26, "KM": 27, "MA": 28, "MG": 27,
-    "ML": 28, "MZ": 25, "NE": 28, "SN": 28, "TD": 27, "TG": 28,
-}  # fmt: skip
-IBAN_LENGTHS: dict[str, int] = {**_IBAN_UNREGISTERED, **_IBAN_REGISTRY}
-
-_R16_19 = frozenset(range(16, 20))
-_R14_19 = frozenset(range(14, 20))
-_R12_19 = frozenset(range(12, 20))
-# Issuer identification number ranges and the card lengths each network issues:
-# (lowest prefix, highest prefix, lengths). Both prefixes have the same length.
-CARD_NETWORKS: tuple[tuple[str, str, frozenset[int]], ...] = (
-    ("4", "4", frozenset({13, 16, 19})),  # Visa
-    ("51", "55", frozenset({16})),  # Mastercard
-    ("2221", "2720", frozenset({16})),  # Mastercard 2-series
-    ("34", "34", frozenset({15})),  # American Express
-    ("37", "37", frozenset({15})),
-    ("6011", "6011", _R16_19),  # Discover
-    ("644", "649", _R16_19),
-    ("65", "65", _R16_19),
-    ("3528", "3589", _R16_19),  # JCB
-    ("1800", "1800", frozenset({15})),  # JCB, older 15-digit numbers
-    ("2131", "2131", frozenset({15})),
-    ("300", "305", _R14_19),  # Diners Club
-    ("3095", "3095", _R14_19),
-    ("36", "36", _R14_19),
-    ("38", "39", _R14_19),
-    ("62", "62", _R16_19),  # UnionPay (and Discover's 622126-622925)
-    ("2200", "2204", _R16_19),  # Mir
-    ("5018", "5018", _R12_19),  # Maestro
-    ("5020", "5020", _R12_19),
-    ("5038", "5038", _R12_19),
-    ("5893", "5893", _R12_19),
-    ("6304", "6304", _R12_19),
-    ("6759", "6759", _R12_19),
-    ("6761", "6763", _R12_19),
-    ("676770", "676770", _R12_19),  # Maestro UK
-    ("676774", "676774", _R12_19),
-    ("56", "58", _R12_19),  # Maestro, the ranges first assigned to it
-    ("60", "60", frozenset({16})),  # RuPay
-    ("81", "82", frozenset({16})),
-    ("508", "508", frozenset({16})),
-    ("353", "353", frozenset({16})),
-    ("356", "356", frozenset({16})),
-    ("636", "636", _R16_19),  # InterPayment
-    ("637", "639", frozenset({16})),  # InstaPayment
-    ("5019", "5019", frozenset({16})),  # Dankort
-    ("9792", "9792", frozenset({16})),  # Troy
-    ("506099", "506198", frozenset({16, 18, 19})),  # Verve
-    ("507865", "507964", frozenset({16, 18, 19})),
-    ("650002", "650027", frozenset({16, 18, 19})),
-)
-
-
-def _not_after(chars: str) -> str:
-    """A left boundary: not preceded by one of `chars`, unless that one ends an escape.
-
-    Text that went through JSON or a log line twice carries literal `\n`, `\t`
-    and `\r`; the letter of the escape is not part of what follows it.
-    """
-    return rf"(?:(?<![{chars}\\])|(?<=\\[nrt]))"
-
-
-# Candidate shapes, one named group each, in the order they are tried at one
-# position. Left boundaries are look-behinds so a candidate never starts inside
-# a longer token; right boundaries are look-aheads over a character or two.
-_EMAIL = (
-    _not_after(r"A-Za-z0-9_%+.\-") + r"[A-Za-z0-9_%+\-]++(?:\.[A-Za-z0-9_%+\-]++)*+"
-    r"@(?:[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+\.)+(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9]++)"
-    r"(?![A-Za-z0-9_\-]|\.[A-Za-z0-9])"
-)
-_IPV6 = (
-    _not_after(r"0-9A-Za-z_.\-") + r"(?<![0-9A-Fa-f]:)"
-    r"(?>(?:[0-9A-Fa-f]{0,4}:){2,8}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{1,4})?)"
-    r"(?![0-9A-Za-z_:\-]|\.[0-9A-Za-z])"
-)
-_IPV4 = (
-    _not_after(r"0-9A-Za-z_.") + r"(?>[0-9]{1,3}(?:\.[0-9]{1,3}){3})"
-    r"(?![0-9A-Za-z_]|\.[0-9])"
-)
-_SSN = (
-    _not_after(r"0-9A-Za-z_.\-")
-    + r"(?>[0-9]{3}(?P<ssn_sep>[- ])[0-9]{2}(?P=ssn_sep)[0-9]{4}|[0-9]{9})"
-    r"(?![0-9A-Za-z_]|[-.][0-9])"
-)
-_CARD = (
-    _not_after(r"0-9A-Za-z_.\-") + r"(?>[0-9]{12,19}|[0-9]{4}(?P<card_sep>[- ])[0-9]{3,6}(?![0-9])"
-    r"(?:(?P=card_sep)[0-9]{1,6}(?![0-9])){0,4})"
-    r"(?![0-9A-Za-z_]|[-.][0-9])"
-)
-_IBAN = (
-    _not_after(r"0-9A-Za-z_.\-")
-    + r"(?>[A-Z]{2}[0-9]{2}(?: [A-Z0-9]{4}(?![A-Za-z0-9])){2,7}(?: [A-Z0-9]{1,3}(?![A-Za-z0-9]))?"
-    r"|[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]{11,30}(?![A-Za-z0-9_]))"
-)
-# Up to nine groups of digits with the separators phone numbers are written
-# with, seven digits or more, ending at the end of a group; not continuing a
-# hyphenated or dotted token (INV-2024-000123, v1.4155552671) or a time of day,
-# nor followed by a letter (810999180e6a), bar the "x" of an extension.
-_PHONE = (
-    _not_after("0-9A-Za-z_+") + r"(?<![0-9A-Za-z_][\-./])(?<![0-9]:)"
-    r"(?=[+(]?(?:[0-9][ \-.()/]{0,3}){6}[0-9])"
-    r"(?>[+(]?[0-9]++(?:[ \-.()/]{1,3}[0-9]++){0,8})(?![A-WYZa-wyz_])"
-)
-
-_BRANCHES: dict[str, tuple[str, str]] = {  # group -> (finding type, pattern)
-    "email": ("EMAIL", _EMAIL),
-    "ipv6": ("IP_ADDRESS", _IPV6),
-    "ipv4": ("IP_ADDRESS", _IPV4),
-    "ssn": ("US_SSN", _SSN),
-    "card": ("CREDIT_CARD", _CARD),
-    "iban": ("IBAN", _IBAN),
-    "phone": ("PHONE", _PHONE),
-}
 
 # Every candidate holds an anchor: a digit, an "@", or two colons around at most
 # four hex digits. Only the text around anchors is walked by the candidate
@@ -202,7 +91,6 @@ _EMAIL_BACK, _EMAIL_AHEAD = 66, 256
 _EDGE = 3  # a candidate this close to a window's end is matched again on the whole text
 _SSN_KEYWORD = re.compile(r"(?i)\b(?:ssn|ss#|social[\s-]+security)")
 _SSN_KEYWORD_WINDOW = 48  # characters before a bare 9-digit number; less than a stream's context
-_SSN_INVALID = frozenset({"078051120", "219099999"})  # published in ads, voided by the SSA
 _CARD_SEPARATOR = re.compile(r"[- ]")
 _PHONE_BEFORE = 8  # context the phone matcher sees before a number
 _PHONE_SPAN = 96  # chained runs longer than this start a new sequence
@@ -218,52 +106,8 @@ _DATE = re.compile(  # 2024-01-15, 2024/1/5, 15.01.2024, 01/15/24
 )
 _BARE_PHONE_CONFIDENCE = 0.8  # ten digits and nothing else: as likely an account or order number
 _BARE_PHONE_DIGITS = 12  # longer unformatted numbers are accounts, cards and orders, not phones
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn (mod 10) check every payment card number carries in its last digit."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i & 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def card_network_known(digits: str) -> bool:
-    n = len(digits)
-    for low, high, lengths in CARD_NETWORKS:
-        if n in lengths and low <= digits[: len(low)] <= high:
-            return True
-    return False
-
-
-def iban_valid(compact: str) -> bool:
-    """ISO 13616: the country's length, then mod 97 of the rearranged number is 1."""
-    code = compact[:2].upper()
-    if IBAN_LENGTHS.get(code) != len(compact):
-        return False
-    return iban_mod97(compact)
-
-
-def iban_mod97(compact: str) -> bool:
-    if not compact[2:4].isdigit() or not compact.isalnum():
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
-
-
 _UNLISTED_CARD_CONFIDENCE = 0.9
 _UNLISTED_IBAN_CONFIDENCE = 0.8
-
-
-def ssn_valid(area: str, group: str, serial: str) -> bool:
-    """The SSA never issues area 000, 666 or 900-999, group 00 or serial 0000."""
-    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
-        return False
-    return area + group + serial not in _SSN_INVALID
-
 
 Span = tuple[int, int, float]
 Window = tuple[int, int]
@@ -622,111 +466,6 @@ class PiiDetector:
                 )
             )
         return tuple(out)
-
-
-# -- technical text ------------------------------------------------------------------
-#
-# Logs, configs, code and tool arguments are full of integers with a phone's
-# digit count (sizes, ids, durations, INT_MAX) and of dotted quads that are
-# versions, not addresses. What tells them apart is around the number, never
-# the number itself: a unit or count after it, a key or an operator of code
-# before it, a JSON number where a phone would be a string, a version word.
-# A number written the way phones are (`+1 ...`, `(415) ...`) is a phone
-# wherever it stands, and so is one whose key says it is.
-
-_PHONE_WORDS = re.compile(
-    r"(?i)phone|tel\b|telephone|mobile|cell|fax|contact|msisdn|whatsapp|sms|call|dial|reach"
-)
-# A unit or a count after the number: `2147483648 bytes`, `took 9708493278 ms`.
-_UNIT_AFTER = re.compile(
-    r"[ \t]?(?:bytes?|[KMGTPE]i?B|[kmgtp]b|B|bits?|ms|us|µs|ns|s|secs?|seconds?|minutes?|mins?"
-    r"|hours?|hrs?|days?|rows?|records?|items?|entries|entry|tokens?|requests?|reqs?|calls"
-    r"|times|ops|events?|lines|chars?|characters?|words|files?|objects?|keys|users|blocks?"
-    r"|pages|packets?|cycles?|iterations?|instructions?|nodes|px|Hz|[kMG]Hz)(?![A-Za-z0-9_])"
-    r"|[ \t]?%"
-)
-# Code or a closing JSON bracket right after it: `= 2147483647;`, `{"id": 1234567890}`.
-_CODE_AFTER = re.compile(r"[ \t]*(?:[;\]}]|==|!=|<<|>>|&&|\|\|)")
-# Words that name what a number counts or identifies, right before it.
-_TECH_WORDS = frozenset((
-    "id", "ids", "pid", "uid", "gid", "port", "ports", "expose", "issue", "ticket", "job", "row",
-    "order", "item", "request", "req", "version", "ver", "build", "commit", "trace", "span",
-    "epoch", "ts", "timestamp", "size", "length", "len", "count", "total", "offset", "limit",
-    "max", "min", "elapsed", "took", "uptime", "expires", "expiry", "ttl", "allocated", "read",
-    "wrote", "written", "sent", "received", "transferred", "return", "returns", "index", "seq",
-    "sequence", "block", "height", "nonce", "step", "iteration", "page", "bytes", "memory",
-    "heap", "disk", "usage", "duration", "latency", "timeout", "interval", "delay", "sleep",
-    "wait", "retries", "errno", "exit", "checksum", "crc", "hash", "serial",
-))  # fmt: skip
-# The stretch before a number: a key or word, then an operator of assignment or comparison.
-_BEFORE = re.compile(
-    r"(?P<key>[A-Za-z_$][A-Za-z0-9_.$\-]*)?(?P<quote>[\"'`\]]?)[ \t]*"
-    r"(?P<op>==|!=|<=|>=|:=|=>|[=:<>#(\[,+*/-])?[ \t]*[\"']?$"
-)
-_BEFORE_WINDOW = 48
-_CODE_OPERATORS = frozenset(
-    ("=", "==", "!=", "<", ">", "<=", ">=", ":=", "=>", "#", "[", "+", "*", "/")
-)
-
-
-def _technical_number(text: str, start: int, end: int) -> bool:
-    """Whether the number at text[start:end] counts, sizes or identifies, rather than calls."""
-    line_start = max(text.rfind("\n", 0, start) + 1, start - _BEFORE_WINDOW)
-    before = text[line_start:start]
-    if _PHONE_WORDS.search(before):
-        return False
-    if _UNIT_AFTER.match(text, end) or _CODE_AFTER.match(text, end):
-        return True
-    m = _BEFORE.search(before)
-    if m is None:
-        return False
-    key, quote, op = m.group("key") or "", m.group("quote"), m.group("op") or ""
-    if op in _CODE_OPERATORS:
-        return True  # `size=...`, `count > ...`, `#1234567890`, `buf[...`
-    if op == "(" and key and m.end("key") == m.start("quote"):
-        return True  # a call: `sleep(...`
-    if op == ":" and (quote or _code_name(key)):
-        return True  # `"bytes": ...`, `heap_size_bytes: ...`, `Content-Length: ...`
-    word = key.rsplit(".", 1)[-1].lower()
-    return word in _TECH_WORDS
-
-
-def _code_name(key: str) -> bool:
-    """`heap_size_bytes`, `maxBytes`, `Content-Length`, `MAX_SIZE`: a name in code or a protocol."""
-    if "_" in key or "." in key:
-        return True
-    if "-" in key:
-        return any(part[:1].isupper() for part in key.split("-")[1:])
-    return any(c.isupper() for c in key[1:]) and not key.isupper()
-
-
-# Words that say a dotted quad is a version: `Version 1.2.3.4`, `pip install x==1.2.3.4`.
-_VERSION_BEFORE = re.compile(
-    r"(?i)(?:version|\bver\b|\bv|\bbuild|release[sd]?|firmware|\bfw\b|kernel|\brev(?:ision)?\b"
-    r"|patch|upgrade[sd]?|update[sd]?|downgrade[sd]?|bump(?:ed)?|\bsdk\b)"
-    r"[^\n]{0,24}$"
-    r"|(?:==|>=|<=|~=|!=|\^|~)[ \t]*$"
-    r"|\b[a-z][a-z0-9-]*[a-z]:$"  # an image tag: `nginx:1.2.3.4`
-)
-_VERSION_AFTER = re.compile(r"-[A-Za-z0-9]|\+[A-Za-z0-9]")  # `1.2.3.4-beta`, `1.2.3.4+build5`
-_IP_WORDS = re.compile(
-    r"(?i)\b(?:ip|ips|ipv4|addr|address|host|hostname|server|remote|client|src|dst|source"
-    r"|destination|gateway|gw|proxy|dns|peer|connect(?:ed|ing)?|ping)\b[^\n]{0,12}$"
-)
-
-
-def _version_string(text: str, start: int, end: int) -> bool:
-    """Whether the dotted quad at text[start:end] reads as a version, not an IPv4 address."""
-    if _VERSION_AFTER.match(text, end):
-        return True
-    before = text[max(0, start - 32) : start]
-    m = _VERSION_BEFORE.search(before)
-    if m is None:
-        return False
-    # "upgraded the proxy to 10.0.0.1" is still an address: an address word after the
-    # version word, close to the number, wins.
-    ip = _IP_WORDS.search(before)
-    return ip is None or ip.start() < m.start()
 
 
 def _number_end(raw: str, has_extension: bool) -> int:
