@@ -14,6 +14,13 @@ from sidecar.adapters.base import (
     require_model,
     stream_flag,
 )
+from sidecar.adapters.openai_output import (
+    OpenAIChatEditor,
+    OpenAIResponsesEditor,
+    call_body,
+    openai_reply_texts,
+    openai_scrub,
+)
 from sidecar.adapters.openai_tools import (
     chat_message_calls,
     chat_offered,
@@ -23,14 +30,7 @@ from sidecar.adapters.openai_tools import (
     responses_server_urls,
     responses_without,
 )
-from sidecar.adapters.output import (
-    OpenAIChatEditor,
-    OpenAIResponsesEditor,
-    TextFilter,
-    call_body,
-    openai_reply_texts,
-    openai_scrub,
-)
+from sidecar.adapters.output import TextFilter
 from sidecar.adapters.sse import SSEParser, StreamDecoder
 from sidecar.adapters.tool_names import dicts
 from sidecar.call import Call, Provider, Resource, Text, ToolCall, Usage
