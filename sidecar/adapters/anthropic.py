@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.adapters.anthropic_output import AnthropicEditor, anthropic_reply_texts
 from sidecar.adapters.anthropic_tools import messages_offered, messages_without, server_urls
 from sidecar.adapters.base import (
     content_texts,
@@ -14,11 +15,7 @@ from sidecar.adapters.base import (
     require_model,
     stream_flag,
 )
-from sidecar.adapters.output import (
-    AnthropicEditor,
-    TextFilter,
-    anthropic_reply_texts,
-)
+from sidecar.adapters.output import TextFilter
 from sidecar.adapters.sse import SSEParser, StreamDecoder
 from sidecar.adapters.tool_names import dicts
 from sidecar.call import Call, Provider, Resource, Text, ToolCall, Usage

@@ -267,3 +267,42 @@ def responses_server_urls(body: dict[str, Any]) -> list[tuple[str, str]]:
         for t in dicts(body.get("tools"))
         if t.get("type") == "mcp" and isinstance(t.get("server_url"), str)
     ]
+
+
+# `_call"` ends the type of every Responses call item (function_call, mcp_call,
+# web_search_call, ...); an MCP approval request asks for a call.
+TOOL_MARKERS: tuple[bytes, ...] = (
+    b"tool_calls",
+    b"function_call",
+    b'_call"',
+    b"mcp_approval_request",
+)
+
+
+def _proposed_tools(body: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for choice in dicts(body.get("choices")):
+        message = choice.get("message")
+        if isinstance(message, dict):
+            names += chat_message_calls(message)
+    for item in dicts(body.get("output")):
+        name = output_item_call(item)
+        if name:
+            names.append(name)
+    return names
+
+
+def _event_tools(event: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for choice in dicts(event.get("choices")):
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            # only the first delta of a call carries its name
+            names += chat_message_calls(delta)
+    name = output_item_call(event.get("item"))
+    if name:
+        names.append(name)
+    response = event.get("response")
+    if isinstance(response, dict):
+        names += _proposed_tools(response)
+    return names

@@ -27,7 +27,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -36,8 +35,10 @@ import aiohttp
 import jwt
 from jwt.types import Options
 
-from sidecar.errors import ErrorKind, SidecarError
 from sidecar.identity.jwks import ASYMMETRIC_ALGORITHMS, KeySet, parse_jwks
+from sidecar.identity.jwt_claims import ClaimMap as ClaimMap  # part of an issuer's config
+from sidecar.identity.jwt_claims import _principal
+from sidecar.identity.jwt_errors import _clip, _fail, _iso
 from sidecar.identity.principal import Principal
 from sidecar.lru import LruCache
 
@@ -62,22 +63,6 @@ _UNVERIFIED: Options = {"verify_signature": False}
 
 
 @dataclass(frozen=True)
-class ClaimMap:
-    """Which token claims give the Principal's fields.
-
-    A name is looked up literally first (so namespaced claims such as
-    ``https://example.com/roles`` work), then as a dotted path into nested
-    objects (Keycloak's ``realm_access.roles``).
-    """
-
-    principal: str = "sub"
-    tenant: str = "tenant"
-    user: str | None = None
-    agent: str | None = None
-    roles: str | None = "roles"
-
-
-@dataclass(frozen=True)
 class JwtIssuerConfig:
     issuer: str
     audiences: tuple[str, ...]
@@ -88,25 +73,6 @@ class JwtIssuerConfig:
     claims: ClaimMap = field(default_factory=ClaimMap)
     cache_s: float = 300.0
     min_refresh_s: float = 30.0
-
-
-def _fail(message: str, code: str = "invalid_token") -> NoReturn:
-    raise SidecarError(ErrorKind.UNAUTHENTICATED, message, code=code)
-
-
-def _clip(value: object, limit: int = 80) -> str:
-    """Quote an attacker-controlled value for a message without letting it grow the message."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return repr(text)
-
-
-def _iso(ts: Any) -> str:
-    try:
-        return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (TypeError, ValueError, OverflowError, OSError):
-        return _clip(ts)
 
 
 class _RemoteJwks:
@@ -242,62 +208,6 @@ def _compile_issuer(config: JwtIssuerConfig) -> _Issuer:
         remote = _RemoteJwks(config.jwks_url, config.cache_s, config.min_refresh_s, algorithms)
     options: Options = {"require": ["exp", "iss"], "enforce_minimum_key_length": True}
     return _Issuer(config, algorithms, options, static, remote)
-
-
-def _claim(payload: Mapping[str, Any], name: str) -> Any:
-    if name in payload:
-        return payload[name]
-    if "." not in name:
-        return None
-    value: Any = payload
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def _principal(payload: Mapping[str, Any], claims: ClaimMap) -> Principal:
-    def required(name: str) -> str:
-        value = _claim(payload, name)
-        if value is None:
-            _fail(f"token is missing required claim {name!r}")
-        if not isinstance(value, str) or not value:
-            _fail(f"token claim {name!r} must be a non-empty string")
-        return value
-
-    def optional(name: str | None) -> str | None:
-        if name is None:
-            return None
-        value = _claim(payload, name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            _fail(f"token claim {name!r} must be a string")
-        return value or None
-
-    pid = required(claims.principal)
-    tenant = required(claims.tenant)
-    roles: frozenset[str] = frozenset()
-    if claims.roles is not None:
-        raw = _claim(payload, claims.roles)
-        if isinstance(raw, str):
-            roles = frozenset(raw.split())
-        elif isinstance(raw, list) and all(isinstance(r, str) for r in raw):
-            roles = frozenset(r for r in raw if r)
-        elif raw is not None:
-            _fail(
-                f"token claim {claims.roles!r} must be a list of strings "
-                "or a space-separated string"
-            )
-    return Principal(
-        id=pid,
-        tenant=tenant,
-        agent=optional(claims.agent) or pid,
-        user=optional(claims.user) or "",
-        roles=roles,
-        via="jwt",
-    )
 
 
 @dataclass(frozen=True, slots=True)
