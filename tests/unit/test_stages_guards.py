@@ -7,7 +7,6 @@ shows one action by the text it sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from unit.stage_kit import (
     compile_bundle,
     exchange,
     quiet_spans,
-    recorded,
     tool_call,
 )
 
@@ -65,13 +63,6 @@ GUARDS: dict[str, Any] = {
         {"id": "egress-watch", "kind": "egress", "tools": ["search"], "action": "monitor"},
     ],
 }
-
-
-@pytest.fixture
-def rec() -> Iterator[Recorded]:
-    r = recorded()
-    yield r
-    r.telemetry.shutdown()
 
 
 @pytest.fixture

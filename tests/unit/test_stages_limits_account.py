@@ -4,7 +4,6 @@ account (metrics, the decision log, the end of the call's span).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,8 @@ from unit.stage_kit import (
     compile_bundle,
     exchange,
     messages,
-    recorded,
     tool_call,
 )
-
-
-@pytest.fixture
-def rec() -> Iterator[Recorded]:
-    r = recorded()
-    yield r
-    r.telemetry.shutdown()
 
 
 def limited(tmp_path: Path, *rules: dict[str, Any]) -> Generation:

@@ -4,7 +4,6 @@ tool offer (and its reply gate), route.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -31,18 +30,9 @@ from unit.stage_kit import (
     exchange,
     function,
     messages,
-    recorded,
     sha,
     tool_call,
 )
-
-
-@pytest.fixture
-def rec() -> Iterator[Recorded]:
-    r = recorded()
-    yield r
-    r.telemetry.shutdown()
-
 
 # --- identify ------------------------------------------------------------------------------
 
