@@ -6,7 +6,8 @@ released half unredacted. `StreamScanner` keeps back only the tail that could
 still be the beginning of an entity and releases everything before it:
 
 * the trailing run of characters that tokens, addresses and keys are made of
-  (letters, digits and `._%+-@:/=~[]\\!#$*^`), up to `WORD_LIMIT`;
+  (letters, digits and `._%+-@:/=~[]\\!#$*^`), up to `WORD_LIMIT`, with the
+  number run before it (a phone number's extension is written onto it);
 * a trailing run of digits with the separators phone and card numbers use
   (spaces, `-().+/`), up to `NUMBER_LIMIT`;
 * a trailing run of capitals, digits and spaces (a spaced IBAN), up to
@@ -78,8 +79,13 @@ def _trailing(pattern: re.Pattern[str], text: str, limit: int, *, digit: bool = 
 def hold_from(text: str, floor: int, extra_hold: int, max_hold: int) -> int:
     """Where, in `text`, the part that must be kept back begins (never before `floor`)."""
     n = len(text)
+    word = _trailing(_WORD_RUN, text, WORD_LIMIT)
+    if 0 < word < n:
+        # A word run can continue a number before it: `(415)555-2671x` may still become
+        # the extension `x12`, and the phone then starts at the bracket.
+        word += _trailing(_NUMBER_RUN, text[: n - word], NUMBER_LIMIT, digit=True)
     keep = max(
-        _trailing(_WORD_RUN, text, WORD_LIMIT),
+        word,
         _trailing(_NUMBER_RUN, text, NUMBER_LIMIT, digit=True),
         _trailing(_IBAN_RUN, text, IBAN_LIMIT, digit=True),
         _trailing(_UNIT_RUN, text, NUMBER_LIMIT + UNIT_LIMIT + 1),
